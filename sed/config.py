@@ -140,6 +140,9 @@ class FusionSection(_Section):
 class ApiSection(_Section):
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
+    sensor_stale_s: float = Field(30.0, gt=0, le=86400, description="No message for this long: sensor stale, s.")
+    silent_below_dbfs: float = Field(-90.0, ge=-200, le=0, description="Input RMS below this: microphone silent.")
+    clipping_above: float = Field(0.01, ge=0, le=1, description="Clipped-sample fraction above this: clipping.")
 
 
 class StoreSection(_Section):

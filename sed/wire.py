@@ -173,6 +173,15 @@ _envelope_decoder = msgspec.msgpack.Decoder(_Envelope)
 _message_decoder = msgspec.msgpack.Decoder(Message)
 
 
+def message_id(message: Message) -> str:
+    """The id an :class:`Ack` names for a durable message ("" for heartbeats, acks, incidents)."""
+    if isinstance(message, Detection):
+        return message.detection_id
+    if isinstance(message, EvidenceClip):
+        return f"clip:{message.detection_id}"
+    return ""
+
+
 def encode(message: Message) -> bytes:
     """Serialise one message to msgpack bytes.
 
@@ -241,4 +250,5 @@ __all__ = [
     "Position",
     "decode",
     "encode",
+    "message_id",
 ]

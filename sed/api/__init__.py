@@ -1,0 +1,1 @@
+"""The operations-centre HTTP API and dashboard."""

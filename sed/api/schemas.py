@@ -1,0 +1,159 @@
+"""Request and response models of the HTTP API (pydantic), and their conversions from storage."""
+
+from __future__ import annotations
+
+import enum
+import math
+
+from pydantic import BaseModel, Field
+
+from sed import wire
+from sed.config import ApiSection, SiteSection
+from sed.store import SensorRecord, StoredDetection
+
+#: Mean Earth radius for the local tangent-plane → latitude/longitude conversion, m.
+EARTH_RADIUS_M = 6_371_008.8
+
+
+class PositionOut(BaseModel):
+    x_m: float = Field(description="East of the site origin, m.")
+    y_m: float = Field(description="North of the site origin, m.")
+    z_m: float = Field(description="Up, m.")
+    lat_deg: float | None = Field(None, description="Latitude, when the site has a geodetic origin.")
+    lon_deg: float | None = Field(None, description="Longitude, when the site has a geodetic origin.")
+
+
+class IncidentOut(BaseModel):
+    incident_id: str
+    label: wire.Label
+    score: float = Field(ge=0, le=1)
+    status: wire.IncidentStatus
+    origin_time_ns: int = Field(description="Emission time of the first shot, UTC ns.")
+    position: PositionOut | None = Field(description="None when the detections could not determine a point.")
+    uncertainty_m: float | None = Field(description="Radius of the 95 % position circle, m.")
+    covariance_m2: list[float] | None = Field(description="Horizontal covariance [xx, xy, yy], m².")
+    n_shots: int
+    sensor_ids: list[str]
+    detection_ids: list[str]
+    created_at_ns: int
+
+
+class DetectionOut(BaseModel):
+    detection_id: str
+    sensor_id: str
+    label: wire.Label
+    score: float
+    arrival_time_ns: int
+    arrival_uncertainty_ns: int
+    peak_dbfs: float
+    clock_status: wire.ClockStatus
+    position: PositionOut
+    received_at_ns: int
+
+
+class IncidentDetail(IncidentOut):
+    detections: list[DetectionOut]
+
+
+class SensorStatus(enum.StrEnum):
+    ONLINE = "online"
+    STALE = "stale"
+    CLOCK_UNSYNCED = "clock_unsynced"
+    SILENT = "silent"
+    CLIPPING = "clipping"
+
+
+class SensorOut(BaseModel):
+    sensor_id: str
+    position: PositionOut | None
+    status: SensorStatus
+    last_seen_ns: int
+    clock_status: wire.ClockStatus | None
+    input_rms_dbfs: float | None
+    clipping_fraction: float | None
+    outbox_depth: int | None
+    cpu_load: float | None
+    software_version: str | None
+    model_version: str | None
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    version: str
+
+
+def position_out(position: wire.Position, site: SiteSection) -> PositionOut:
+    """Local metres plus latitude/longitude on a local tangent plane (fine for a city)."""
+    lat = lon = None
+    if site.origin_lat_deg is not None and site.origin_lon_deg is not None:
+        lat = site.origin_lat_deg + math.degrees(position.y_m / EARTH_RADIUS_M)
+        lon = site.origin_lon_deg + math.degrees(
+            position.x_m / (EARTH_RADIUS_M * math.cos(math.radians(site.origin_lat_deg)))
+        )
+    return PositionOut(x_m=position.x_m, y_m=position.y_m, z_m=position.z_m, lat_deg=lat, lon_deg=lon)
+
+
+def incident_out(incident: wire.Incident, site: SiteSection) -> IncidentOut:
+    return IncidentOut(
+        incident_id=incident.incident_id,
+        label=incident.label,
+        score=incident.score,
+        status=incident.status,
+        origin_time_ns=incident.origin_time_ns,
+        position=None if incident.position is None else position_out(incident.position, site),
+        uncertainty_m=incident.uncertainty_m,
+        covariance_m2=incident.covariance_m2,
+        n_shots=incident.n_shots,
+        sensor_ids=list(incident.sensor_ids),
+        detection_ids=list(incident.detection_ids),
+        created_at_ns=incident.created_at_ns,
+    )
+
+
+def detection_out(stored: StoredDetection, site: SiteSection) -> DetectionOut:
+    d = stored.detection
+    return DetectionOut(
+        detection_id=d.detection_id,
+        sensor_id=d.sensor_id,
+        label=d.label,
+        score=d.score,
+        arrival_time_ns=d.arrival_time_ns,
+        arrival_uncertainty_ns=d.arrival_uncertainty_ns,
+        peak_dbfs=d.peak_dbfs,
+        clock_status=d.clock_status,
+        position=position_out(d.position, site),
+        received_at_ns=stored.received_at_ns,
+    )
+
+
+def sensor_status(record: SensorRecord, api: ApiSection, *, now_ns: int) -> SensorStatus:
+    """Worst applicable health state, most urgent first."""
+    heartbeat = record.heartbeat
+    if now_ns - record.last_seen_ns > api.sensor_stale_s * 1e9:
+        return SensorStatus.STALE
+    if heartbeat is None:
+        return SensorStatus.ONLINE
+    if heartbeat.clock_status is wire.ClockStatus.UNSYNCED:
+        return SensorStatus.CLOCK_UNSYNCED
+    if heartbeat.input_rms_dbfs < api.silent_below_dbfs:
+        return SensorStatus.SILENT
+    if heartbeat.clipping_fraction > api.clipping_above:
+        return SensorStatus.CLIPPING
+    return SensorStatus.ONLINE
+
+
+def sensor_out(record: SensorRecord, site: SiteSection, api: ApiSection, *, now_ns: int) -> SensorOut:
+    hb = record.heartbeat
+    return SensorOut(
+        sensor_id=record.sensor_id,
+        position=None if record.position is None else position_out(record.position, site),
+        status=sensor_status(record, api, now_ns=now_ns),
+        last_seen_ns=record.last_seen_ns,
+        clock_status=hb.clock_status if hb else None,
+        input_rms_dbfs=hb.input_rms_dbfs if hb else None,
+        clipping_fraction=hb.clipping_fraction if hb else None,
+        outbox_depth=hb.outbox_depth if hb else None,
+        cpu_load=hb.cpu_load if hb else None,
+        software_version=hb.software_version if hb else None,
+        model_version=hb.model_version if hb else None,
+    )

@@ -1,0 +1,75 @@
+"""Serving the API: ``sed api --config server.toml`` and an in-process server for ``sed server``/``sed demo``."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from sed.api.app import create_app
+from sed.config import ServerConfig, load_config
+from sed.runtime import setup_logging, stop_on_signals
+from sed.store import Store
+
+#: Longest wait for uvicorn to bind its socket, s.
+STARTUP_TIMEOUT_S = 20.0
+
+
+class ApiServer:
+    """uvicorn in a background thread, with a deterministic start and stop.
+
+    Parameters
+    ----------
+    app : FastAPI
+    host : str
+    port : int
+        0 picks a free port; :attr:`url` tells which after :meth:`start`.
+    """
+
+    def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
+        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, name="sed-api", daemon=True)
+        self.url = ""
+
+    def start(self) -> str:
+        """Start serving; returns the base URL once the socket accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start (is the port in use?)")
+            time.sleep(0.01)
+        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        return self.url
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10.0)
+
+
+def main(argv: list[str], *, prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True, help="server TOML ([api], [store], [site] …)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, ServerConfig)
+    setup_logging("api", level=args.log_level)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    store = Store(config.store.url)
+    server = ApiServer(create_app(config, store), host=config.api.host, port=config.api.port)
+    try:
+        print(f"API listening on {server.start()}", flush=True)
+        stop.wait()
+    finally:
+        server.stop()
+        store.close()
+    return 0
+
+
+__all__ = ["ApiServer"]

@@ -1,0 +1,1 @@
+"""Benchmarks over recorded corpora: ``sed bench detect``, ``sed bench localize``."""

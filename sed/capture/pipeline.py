@@ -1,0 +1,190 @@
+"""What a sensor does with each block: detect, time the onset, keep evidence, report levels.
+
+Independent of sockets and sound cards: blocks in, wire messages out through ``submit``.
+Only two kinds of message leave: a :class:`~sed.wire.Detection` the moment an event is
+confirmed, and (if enabled) one short :class:`~sed.wire.EvidenceClip` around it once the
+post-onset audio has been captured. Nothing else of the audio leaves the sensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from collections.abc import Callable
+
+import numpy as np
+import soundfile
+
+from sed import wire
+from sed.capture.clock import SampleClock
+from sed.capture.ring import AudioRing
+from sed.capture.sources import Block
+from sed.config import EvidenceSection
+from sed.dsp.onset import pick_arrival
+from sed.models import DetectorEvent, StreamingDetector
+
+#: Audio kept in memory for onset picking and evidence clips, s.
+RING_S = 12.0
+#: Pre-roll handed to the onset picker before the detector's search span (noise estimate), s.
+PICK_PREROLL_S = 1.0
+#: Timing uncertainty claimed when no sharp onset is found in the span (not for localisation), s.
+UNPICKED_UNCERTAINTY_S = 0.05
+#: A sample at or above this magnitude counts as clipped.
+CLIP_LEVEL = 0.999
+
+Submit = Callable[[wire.Detection | wire.EvidenceClip], None]
+
+
+@dataclasses.dataclass
+class InputLevels:
+    """Input level statistics since the last :meth:`SensorPipeline.take_levels`."""
+
+    sum_squares: float = 0.0
+    peak: float = 0.0
+    n_samples: int = 0
+    n_clipped: int = 0
+
+    def rms_dbfs(self) -> float:
+        return _dbfs(math.sqrt(self.sum_squares / self.n_samples)) if self.n_samples else -200.0
+
+    def peak_dbfs(self) -> float:
+        return _dbfs(self.peak)
+
+
+def _dbfs(amplitude: float) -> float:
+    return max(-200.0, 20 * math.log10(amplitude)) if amplitude > 0 else -200.0
+
+
+class SensorPipeline:
+    """Blocks → detections and evidence clips for one sensor (one stream).
+
+    Parameters
+    ----------
+    sensor_id : str
+    position : wire.Position
+    detector : StreamingDetector
+        Its ``sample_rate_hz`` is the rate of every block pushed here.
+    clock : SampleClock
+        Maps this stream's sample indices to UTC.
+    evidence : EvidenceSection
+    submit : callable
+        Receives each outgoing message (the sender's durable submit).
+    """
+
+    def __init__(
+        self,
+        *,
+        sensor_id: str,
+        position: wire.Position,
+        detector: StreamingDetector,
+        clock: SampleClock,
+        evidence: EvidenceSection,
+        submit: Submit,
+    ) -> None:
+        self.sensor_id = sensor_id
+        self.position = position
+        self.detector = detector
+        self.clock = clock
+        self.evidence = evidence
+        self.submit = submit
+        self.sample_rate_hz = detector.sample_rate_hz
+        self.ring = AudioRing(n_streams=1, capacity_samples=round(RING_S * self.sample_rate_hz))
+        self.levels = InputLevels()
+        self.n_detections = 0
+        self._pending_clips: list[tuple[wire.Detection, int]] = []
+
+    def process(self, block: Block) -> list[wire.Detection]:
+        """Handle one block; returns the detections it produced (already submitted)."""
+        samples = block.samples
+        self.ring.write(samples)
+        magnitude = np.abs(samples)
+        self.levels.sum_squares += float(np.dot(samples[0], samples[0]))
+        self.levels.peak = max(self.levels.peak, float(magnitude.max(initial=0.0)))
+        self.levels.n_samples += samples.shape[1]
+        self.levels.n_clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
+        detections = [self._detection(event) for event in self.detector.push(samples)]
+        for detection, onset_sample in detections:
+            self.submit(detection)
+            if self.evidence.enabled:
+                self._pending_clips.append((detection, onset_sample))
+        self._send_ready_clips(final=False)
+        return [d for d, _ in detections]
+
+    def finish(self) -> None:
+        """End of input: send the clips still waiting for post-onset audio with what exists."""
+        self._send_ready_clips(final=True)
+
+    def take_levels(self) -> InputLevels:
+        """Levels since the previous call (for heartbeats)."""
+        levels, self.levels = self.levels, InputLevels()
+        return levels
+
+    def _detection(self, event: DetectorEvent) -> tuple[wire.Detection, int]:
+        sr = self.sample_rate_hz
+        start = max(self.ring.oldest_sample, event.search_start_sample - round(PICK_PREROLL_S * sr))
+        stop = min(self.ring.n_written, event.search_stop_sample)
+        excerpt = self.ring.read(start, stop)[0]
+        pick = None
+        if event.search_start_sample - start < stop - start:
+            pick = pick_arrival(
+                excerpt,
+                sample_rate_hz=sr,
+                search_start_sample=max(0, event.search_start_sample - start),
+                search_stop_sample=stop - start,
+            )
+        if pick is not None:
+            onset = start + pick.sample_index
+            uncertainty_s = pick.uncertainty_samples / sr
+        else:
+            onset = float(event.onset_sample)
+            uncertainty_s = UNPICKED_UNCERTAINTY_S
+        onset_index = int(onset)
+        peak = float(np.abs(self.ring.read(max(onset_index, start), stop)).max(initial=0.0))
+        arrival_ns = self.clock.to_ns(onset)
+        detection = wire.Detection(
+            detection_id=f"{self.sensor_id}:{arrival_ns}:{event.label}",
+            sensor_id=self.sensor_id,
+            label=wire.Label(event.label),
+            score=float(min(1.0, max(0.0, event.score))),
+            arrival_time_ns=arrival_ns,
+            arrival_uncertainty_ns=max(1, round(uncertainty_s * 1e9)),
+            duration_ms=max(0.0, (stop - onset) / sr * 1000),
+            peak_dbfs=_dbfs(peak),
+            position=self.position,
+            clock_status=self.clock.status,
+            model_version=self.detector.model_version,
+        )
+        self.n_detections += 1
+        return detection, onset_index
+
+    def _send_ready_clips(self, *, final: bool) -> None:
+        sr = self.sample_rate_hz
+        waiting = []
+        for detection, onset in self._pending_clips:
+            end = onset + round(self.evidence.post_s * sr)
+            if end > self.ring.n_written and not final:
+                waiting.append((detection, onset))
+                continue
+            start = max(self.ring.oldest_sample, onset - round(self.evidence.pre_s * sr))
+            audio = self.ring.read(start, min(end, self.ring.n_written))[0]
+            self.submit(
+                wire.EvidenceClip(
+                    detection_id=detection.detection_id,
+                    sensor_id=self.sensor_id,
+                    start_time_ns=self.clock.to_ns(start),
+                    sample_rate_hz=sr,
+                    data=encode_flac(audio, sample_rate_hz=sr),
+                )
+            )
+        self._pending_clips = waiting
+
+
+def encode_flac(audio: np.ndarray, *, sample_rate_hz: int) -> bytes:
+    """16-bit FLAC bytes of a mono float32 clip."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate_hz, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+__all__ = ["InputLevels", "SensorPipeline", "encode_flac"]

@@ -1,0 +1,169 @@
+"""Sensor side of the link: drains the outbox to the fusion node over CURVE-secured ZeroMQ.
+
+A DEALER socket (CURVE client) connects to the fusion node's ROUTER. Durable messages
+(detections, evidence clips) go through the :class:`~sed.capture.outbox.Outbox` and are
+resent with back-off until an :class:`~sed.wire.Ack` names them; heartbeats are sent
+best-effort. ``ZMQ_IMMEDIATE`` keeps ZeroMQ from queueing into a connection that does not
+exist, so the outbox stays the only queue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import zmq
+
+from sed import wire
+from sed.capture.outbox import Outbox
+from sed.errors import WireError
+from sed.keys import load_keypair, load_public_key
+
+log = logging.getLogger("sed.sensor.sender")
+
+#: How often the sender thread wakes when idle, s.
+POLL_INTERVAL_S = 0.02
+#: Retry delay of a heartbeat that found no connection, ns.
+HEARTBEAT_RETRY_NS = 200_000_000
+
+
+@dataclasses.dataclass
+class SenderStats:
+    sent: int = 0
+    acked: int = 0
+    send_failures: int = 0
+    bad_replies: int = 0
+
+
+class Sender:
+    """Owns the DEALER socket in a thread of its own.
+
+    Parameters
+    ----------
+    endpoint : str
+        Fusion node endpoint, e.g. ``tcp://127.0.0.1:5750``.
+    secret_key_file : Path
+        This sensor's ``.key_secret``.
+    server_public_key_file : Path
+        The fusion node's ``.key``.
+    outbox : Outbox
+    heartbeat : callable returning a Heartbeat, optional
+        Called every ``heartbeat_interval_s``.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        secret_key_file: Path,
+        server_public_key_file: Path,
+        outbox: Outbox,
+        heartbeat: Callable[[], wire.Heartbeat] | None = None,
+        heartbeat_interval_s: float = 5.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.outbox = outbox
+        self.stats = SenderStats()
+        self._keys = (load_keypair(secret_key_file), load_public_key(server_public_key_file))
+        self.heartbeat = heartbeat  # may be set after construction, before start()
+        self._heartbeat_interval_ns = int(heartbeat_interval_s * 1e9)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._flush_deadline_ns = 0
+        self._thread = threading.Thread(target=self._run, name="sed-sender", daemon=True)
+        self.last_reply_ns = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, message: wire.Detection | wire.EvidenceClip) -> None:
+        """Persist a durable message and wake the sender; returns once it is on disk."""
+        self.outbox.put(wire.message_id(message), wire.encode(message))
+        self._wake.set()
+
+    def stop(self, *, flush_timeout_s: float = 2.0) -> None:
+        """Try to deliver what is pending for up to ``flush_timeout_s``, then close.
+
+        Whatever is still unacknowledged stays in the outbox for the next start.
+        """
+        self._flush_deadline_ns = time.time_ns() + int(flush_timeout_s * 1e9)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=flush_timeout_s + 5.0)
+
+    def _socket(self, context: zmq.Context) -> zmq.Socket:
+        (public, secret), server_public = self._keys
+        sock = context.socket(zmq.DEALER)
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        sock.connect(self.endpoint)
+        return sock
+
+    def _run(self) -> None:
+        context = zmq.Context()
+        sock = self._socket(context)
+        next_heartbeat_ns = 0
+        try:
+            while True:
+                now = time.time_ns()
+                if self._stop.is_set() and (now >= self._flush_deadline_ns or self.outbox.depth() == 0):
+                    break
+                if self.heartbeat is not None and now >= next_heartbeat_ns and not self._stop.is_set():
+                    sent = self._send(sock, wire.encode(self.heartbeat()), durable=False)
+                    # Not connected yet: try again soon rather than a whole interval later.
+                    next_heartbeat_ns = now + (self._heartbeat_interval_ns if sent else HEARTBEAT_RETRY_NS)
+                for _, payload in self.outbox.due(now_ns=now):
+                    if not self._send(sock, payload, durable=True):
+                        break
+                if sock.poll(int(POLL_INTERVAL_S * 1000), zmq.POLLIN):
+                    self._receive(sock)
+                self._wake.clear()
+        finally:
+            sock.close(linger=0)
+            context.term()
+
+    def _send(self, sock: zmq.Socket, payload: bytes, *, durable: bool) -> bool:
+        try:
+            sock.send(payload, zmq.NOBLOCK)
+        except zmq.Again:
+            # No connected, authenticated peer: the outbox keeps the message for a resend.
+            self.stats.send_failures += 1
+            return False
+        except zmq.ZMQError as exc:
+            self.stats.send_failures += 1
+            log.warning("send to %s failed: %s", self.endpoint, exc)
+            return False
+        if durable:
+            self.stats.sent += 1
+        return True
+
+    def _receive(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                data = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            now = time.time_ns()
+            link_was_down = now - self.last_reply_ns > 2 * self._heartbeat_interval_ns
+            self.last_reply_ns = now
+            if link_was_down:
+                self.outbox.retry_all_now()  # the fusion node is (back) up: resend without back-off
+            try:
+                message = wire.decode(data)
+            except WireError as exc:
+                self.stats.bad_replies += 1
+                log.warning("bad reply from %s: %s", self.endpoint, exc)
+                continue
+            if isinstance(message, wire.Ack):
+                self.stats.acked += self.outbox.remove(list(message.message_ids))
+
+
+__all__ = ["Sender", "SenderStats"]

@@ -1,0 +1,103 @@
+"""The ONNX Runtime backend, wrapped once: load, check against metadata, run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sed.errors import ModelError
+from sed.models.metadata import METADATA_KEY, ModelMetadata
+
+
+class OnnxBackend:
+    """One ONNX Runtime session for a sed model file.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.onnx`` file.
+    n_threads : int >= 1
+        ``intra_op_num_threads``; ``inter_op_num_threads`` is 1, execution sequential, on
+        the ``CPUExecutionProvider``.
+
+    Raises
+    ------
+    ModelError
+        The file is missing or not a loadable model, lacks the ``sed`` metadata, or its
+        input/output shapes disagree with the metadata (the message names the file and field).
+    """
+
+    def __init__(self, path: Path, *, n_threads: int = 1) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise ModelError("onnxruntime is not installed; pip install onnxruntime") from exc
+        if n_threads < 1:
+            raise ModelError(f"n_threads={n_threads}; expected >= 1")
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = n_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
+        props = self._session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise ModelError(f"{path}: metadata_props lacks key {METADATA_KEY!r}; not a sed model")
+        self.metadata = ModelMetadata.from_json(props[METADATA_KEY], where=str(path))
+        self.path = path
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        meta = self.metadata
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if meta.input_name not in inputs:
+            raise ModelError(f"{self.path}: metadata field 'input_name' = {meta.input_name!r}; graph has {sorted(inputs)}")
+        if meta.output_name not in outputs:
+            raise ModelError(
+                f"{self.path}: metadata field 'output_name' = {meta.output_name!r}; graph has {sorted(outputs)}"
+            )
+        in_shape = inputs[meta.input_name].shape
+        if len(in_shape) != 3 or in_shape[1] != meta.frontend.n_mels:
+            raise ModelError(
+                f"{self.path}: input {meta.input_name!r} shape {in_shape}; metadata field 'frontend.n_mels' "
+                f"= {meta.frontend.n_mels} expects (batch, {meta.frontend.n_mels}, n_frames)"
+            )
+        out_shape = outputs[meta.output_name].shape
+        if len(out_shape) != 3 or out_shape[1] != len(meta.labels):
+            raise ModelError(
+                f"{self.path}: output {meta.output_name!r} shape {out_shape}; metadata field 'labels' has "
+                f"{len(meta.labels)} entries, expects (batch, {len(meta.labels)}, n_scores)"
+            )
+        probe = self.run(np.zeros((1, meta.frontend.n_mels, meta.window_frames + meta.hop_frames), np.float32))
+        if probe.shape != (1, len(meta.labels), 2):
+            raise ModelError(
+                f"{self.path}: {meta.window_frames + meta.hop_frames} frames gave scores of shape {probe.shape}; "
+                f"metadata fields 'window_frames'={meta.window_frames}, 'hop_frames'={meta.hop_frames} expect "
+                f"(1, {len(meta.labels)}, 2)"
+            )
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        """Score feature frames.
+
+        Parameters
+        ----------
+        features : np.ndarray [shape=(batch, n_mels, n_frames), dtype=float32], log-mel dB
+            ``n_frames = window_frames + (n_scores - 1) * hop_frames``.
+
+        Returns
+        -------
+        np.ndarray [shape=(batch, n_labels, n_scores), dtype=float32] in [0, 1]
+        """
+        meta = self.metadata
+        return self._session.run([meta.output_name], {meta.input_name: features})[0]
+
+
+__all__ = ["OnnxBackend"]

@@ -1,0 +1,169 @@
+"""Model metadata: what a shipped ONNX file says about itself.
+
+Stored as JSON under the key :data:`METADATA_KEY` in the ONNX file's ``metadata_props``,
+so the file alone tells the detector its labels, rate, front end, window, hop and
+per-class thresholds. Parsing is strict: unknown or missing fields raise
+:class:`~sed.errors.ModelError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sed.dsp.frontend import FrontendParams
+from sed.errors import ModelError
+from sed.wire import Label
+
+#: metadata_props key holding the JSON document.
+METADATA_KEY = "sed"
+#: Format tag; bump when the document's meaning changes.
+METADATA_FORMAT = "sed-model/1"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClassThresholds:
+    """Hysteresis of one class.
+
+    Attributes
+    ----------
+    on : float in (0, 1]
+        A window scoring at least ``on`` starts (or confirms) an event.
+    off : float in (0, on]
+        An event ends at the first window scoring below ``off``.
+    min_hops : int >= 1
+        Windows scoring >= ``on`` needed before the event is confirmed and emitted.
+    """
+
+    on: float
+    off: float
+    min_hops: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.on <= 1.0:
+            raise ModelError(f"threshold on={self.on}; expected 0 < on <= 1")
+        if not 0.0 < self.off <= self.on:
+            raise ModelError(f"threshold off={self.off}; expected 0 < off <= on={self.on}")
+        if self.min_hops < 1:
+            raise ModelError(f"threshold min_hops={self.min_hops}; expected >= 1")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelMetadata:
+    """Everything the detector needs to know about a model file.
+
+    Attributes
+    ----------
+    version : str
+    labels : tuple of str
+        Output rows, each a :class:`sed.wire.Label` value.
+    frontend : FrontendParams
+        Features the model expects; ``frontend.sample_rate_hz`` is the model's rate.
+    window_frames : int > 0
+        Feature frames one score looks at (the receptive field).
+    hop_frames : int > 0
+        Frames between consecutive scores (the network's total stride).
+    input_name, output_name : str
+        Input ``(batch, n_mels, n_frames)`` log-mel dB; output ``(batch, n_labels, n_scores)``
+        sigmoid scores with ``n_scores = 1 + (n_frames - window_frames) // hop_frames``.
+    thresholds : mapping label -> ClassThresholds
+    extra : dict
+        Free-form provenance (training command, data, dev metrics).
+    """
+
+    version: str
+    labels: tuple[str, ...]
+    frontend: FrontendParams
+    window_frames: int
+    hop_frames: int
+    thresholds: Mapping[str, ClassThresholds]
+    input_name: str = "log_mel"
+    output_name: str = "scores"
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return self.frontend.sample_rate_hz
+
+    @property
+    def window_samples(self) -> int:
+        """Audio samples under one score's window."""
+        p = self.frontend
+        return (self.window_frames - 1) * p.hop_length_samples + p.n_fft
+
+    @property
+    def hop_samples(self) -> int:
+        """Audio samples between consecutive scores."""
+        return self.hop_frames * self.frontend.hop_length_samples
+
+    def to_json(self) -> str:
+        doc = {
+            "format": METADATA_FORMAT,
+            "version": self.version,
+            "labels": list(self.labels),
+            "frontend": dataclasses.asdict(self.frontend),
+            "window_frames": self.window_frames,
+            "hop_frames": self.hop_frames,
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+            "thresholds": {k: dataclasses.asdict(v) for k, v in self.thresholds.items()},
+            "extra": dict(self.extra),
+        }
+        return json.dumps(doc, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, where: str = "model") -> ModelMetadata:
+        """Parse and validate; errors name ``where`` (the file) and the field."""
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{where}: metadata '{METADATA_KEY}' is not JSON ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise ModelError(f"{where}: metadata '{METADATA_KEY}' is {type(doc).__name__}; expected an object")
+        if doc.get("format") != METADATA_FORMAT:
+            raise ModelError(f"{where}: metadata field 'format' = {doc.get('format')!r}; expected {METADATA_FORMAT!r}")
+        required = ("version", "labels", "frontend", "window_frames", "hop_frames", "thresholds")
+        missing = [name for name in required if name not in doc]
+        if missing:
+            raise ModelError(f"{where}: metadata lacks field(s) {missing}")
+        known = {*required, "format", "input_name", "output_name", "extra"}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise ModelError(f"{where}: unknown metadata field(s) {unknown}")
+        labels = tuple(doc["labels"])
+        valid = {label.value for label in Label}
+        bad = [label for label in labels if label not in valid]
+        if bad or not labels:
+            raise ModelError(f"{where}: metadata field 'labels' = {list(labels)}; expected values of {sorted(valid)}")
+        try:
+            frontend = FrontendParams.from_dict(doc["frontend"])
+        except (ModelError, TypeError) as exc:
+            raise ModelError(f"{where}: metadata field 'frontend': {exc}") from exc
+        for name in ("window_frames", "hop_frames"):
+            if not isinstance(doc[name], int) or doc[name] <= 0:
+                raise ModelError(f"{where}: metadata field {name!r} = {doc[name]!r}; expected an int > 0")
+        thresholds = {}
+        for label in labels:
+            entry = doc["thresholds"].get(label)
+            if not isinstance(entry, dict):
+                raise ModelError(f"{where}: metadata field 'thresholds.{label}' missing or not an object")
+            try:
+                thresholds[label] = ClassThresholds(**entry)
+            except (ModelError, TypeError) as exc:
+                raise ModelError(f"{where}: metadata field 'thresholds.{label}': {exc}") from exc
+        return cls(
+            version=str(doc["version"]),
+            labels=labels,
+            frontend=frontend,
+            window_frames=doc["window_frames"],
+            hop_frames=doc["hop_frames"],
+            thresholds=thresholds,
+            input_name=str(doc.get("input_name", "log_mel")),
+            output_name=str(doc.get("output_name", "scores")),
+            extra=dict(doc.get("extra", {})),
+        )
+
+
+__all__ = ["METADATA_FORMAT", "METADATA_KEY", "ClassThresholds", "ModelMetadata"]

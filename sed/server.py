@@ -1,0 +1,92 @@
+"""Fusion node and API in one process: ``sed server --config server.toml``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from sed import wire
+from sed.api.app import create_app
+from sed.api.server import ApiServer
+from sed.config import ServerConfig, load_config
+from sed.fusion import node
+from sed.runtime import setup_logging, stop_on_signals
+from sed.store import Store
+
+log = logging.getLogger("sed.server")
+
+
+class Server:
+    """Starts the fusion node (thread) and the API (uvicorn thread) on one store; stops both.
+
+    Attributes
+    ----------
+    api_url : str
+        Base URL of the API, after :meth:`start`.
+    fusion_endpoint : str
+        Endpoint sensors connect to, after :meth:`start`.
+    """
+
+    def __init__(
+        self, config: ServerConfig, *, on_incident: Callable[[wire.Incident], None] | None = None
+    ) -> None:
+        self.config = config
+        self.store = Store(config.store.url)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._on_incident = on_incident
+        self._fusion = threading.Thread(target=self._run_fusion, name="sed-fusion", daemon=True)
+        self._api = ApiServer(create_app(config, self.store), host=config.api.host, port=config.api.port)
+        self.api_url = ""
+        self.fusion_endpoint = ""
+
+    def _run_fusion(self) -> None:
+        def ready(endpoint: str) -> None:
+            self.fusion_endpoint = endpoint
+            self._ready.set()
+
+        try:
+            node.run(self.config, self._stop, store=self.store, on_incident=self._on_incident, on_ready=ready)
+        except BaseException as exc:  # surfaced by start() or is_healthy()
+            self._failure = exc
+            self._ready.set()
+            log.exception("fusion node failed")
+
+    def start(self) -> None:
+        self._fusion.start()
+        self._ready.wait(timeout=30.0)
+        if self._failure is not None:
+            raise self._failure
+        self.api_url = self._api.start()
+
+    def stop(self) -> None:
+        self._api.stop()
+        self._stop.set()
+        self._fusion.join(timeout=10.0)
+        self.store.close()
+
+
+def main(argv: list[str], *, prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True, help="server TOML ([fusion], [api], [store], [site])")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, ServerConfig)
+    setup_logging("server", level=args.log_level)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    server = Server(config)
+    server.start()
+    print(f"fusion node on {server.fusion_endpoint}; API on {server.api_url}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+    return 0
+
+
+__all__ = ["Server"]

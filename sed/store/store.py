@@ -1,0 +1,286 @@
+"""Storage of detections, incidents, sensors and clips: SQLite embedded, PostgreSQL in production.
+
+The fusion node writes, the API reads; both go through :class:`Store`, so no SQL lives
+anywhere else. Writes are idempotent where the wire is (a resent detection is stored once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from sed import wire
+from sed.errors import WireError
+from sed.store import tables as t
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StoredDetection:
+    detection: wire.Detection
+    received_at_ns: int
+    incident_id: str | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SensorRecord:
+    sensor_id: str
+    position: wire.Position | None
+    last_seen_ns: int
+    heartbeat: wire.Heartbeat | None
+
+
+class Store:
+    """Database access for every component.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL: ``sqlite:///path.sqlite`` or ``postgresql+psycopg://user@host/db``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        is_sqlite = url.startswith("sqlite")
+        self.engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30} if is_sqlite else {},
+            pool_pre_ping=not is_sqlite,
+        )
+        if is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        t.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ writes (fusion)
+
+    def add_detection(self, detection: wire.Detection, *, received_at_ns: int) -> bool:
+        """Store a detection; ``False`` (and no change) if its id is already stored."""
+        row = {
+            "detection_id": detection.detection_id,
+            "sensor_id": detection.sensor_id,
+            "label": str(detection.label),
+            "score": detection.score,
+            "arrival_time_ns": detection.arrival_time_ns,
+            "arrival_uncertainty_ns": detection.arrival_uncertainty_ns,
+            "duration_ms": detection.duration_ms,
+            "peak_dbfs": detection.peak_dbfs,
+            "x_m": detection.position.x_m,
+            "y_m": detection.position.y_m,
+            "z_m": detection.position.z_m,
+            "clock_status": str(detection.clock_status),
+            "model_version": detection.model_version,
+            "received_at_ns": received_at_ns,
+            "incident_id": None,
+        }
+        return self._insert_once(t.detections, row)
+
+    def add_clip(self, clip: wire.EvidenceClip, *, received_at_ns: int) -> bool:
+        """Store an evidence clip; ``False`` if one is already stored for the detection."""
+        row = {
+            "detection_id": clip.detection_id,
+            "sensor_id": clip.sensor_id,
+            "start_time_ns": clip.start_time_ns,
+            "sample_rate_hz": clip.sample_rate_hz,
+            "codec": clip.codec,
+            "data": clip.data,
+            "received_at_ns": received_at_ns,
+        }
+        return self._insert_once(t.clips, row)
+
+    def _insert_once(self, table: sa.Table, row: dict[str, object]) -> bool:
+        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+        statement = dialect.insert(table).values(**row).on_conflict_do_nothing()
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def record_heartbeat(self, heartbeat: wire.Heartbeat, *, received_at_ns: int) -> None:
+        """Remember a sensor's latest heartbeat (and position, when it sends one)."""
+        self._upsert_sensor(heartbeat.sensor_id, heartbeat.position, received_at_ns, wire.encode(heartbeat))
+
+    def touch_sensor(self, sensor_id: str, position: wire.Position, *, seen_at_ns: int) -> None:
+        """Note that a sensor spoke (a detection), keeping its last heartbeat."""
+        self._upsert_sensor(sensor_id, position, seen_at_ns, None)
+
+    def _upsert_sensor(
+        self, sensor_id: str, position: wire.Position | None, seen_ns: int, heartbeat: bytes | None
+    ) -> None:
+        values: dict[str, object] = {"last_seen_ns": seen_ns}
+        if position is not None:
+            values |= {"x_m": position.x_m, "y_m": position.y_m, "z_m": position.z_m}
+        if heartbeat is not None:
+            values["heartbeat"] = heartbeat
+        with self.engine.begin() as conn:
+            updated = conn.execute(t.sensors.update().where(t.sensors.c.sensor_id == sensor_id).values(**values))
+            if updated.rowcount == 0:
+                conn.execute(t.sensors.insert().values(sensor_id=sensor_id, **values))
+
+    def save_incident(self, incident: wire.Incident, *, updated_at_ns: int) -> None:
+        """Insert or update an incident and link its detections, in one transaction."""
+        position = incident.position
+        cov = incident.covariance_m2 or [None, None, None]
+        values = {
+            "label": str(incident.label),
+            "score": incident.score,
+            "origin_time_ns": incident.origin_time_ns,
+            "x_m": position.x_m if position else None,
+            "y_m": position.y_m if position else None,
+            "z_m": position.z_m if position else None,
+            "uncertainty_m": incident.uncertainty_m,
+            "cov_xx_m2": cov[0],
+            "cov_xy_m2": cov[1],
+            "cov_yy_m2": cov[2],
+            "n_shots": incident.n_shots,
+            "status": str(incident.status),
+            "updated_at_ns": updated_at_ns,
+        }
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                t.incidents.update().where(t.incidents.c.incident_id == incident.incident_id).values(**values)
+            )
+            if updated.rowcount == 0:
+                conn.execute(
+                    t.incidents.insert().values(
+                        incident_id=incident.incident_id, created_at_ns=incident.created_at_ns, **values
+                    )
+                )
+            conn.execute(
+                t.detections.update()
+                .where(t.detections.c.detection_id.in_(list(incident.detection_ids)))
+                .values(incident_id=incident.incident_id)
+            )
+
+    # ------------------------------------------------------------------ reads (API)
+
+    def list_incidents(
+        self,
+        *,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        labels: Iterable[wire.Label] | None = None,
+        statuses: Iterable[wire.IncidentStatus] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[wire.Incident]:
+        """Incidents, newest origin first, filtered by origin time, class and status."""
+        query = sa.select(t.incidents).order_by(t.incidents.c.origin_time_ns.desc()).limit(limit).offset(offset)
+        if since_ns is not None:
+            query = query.where(t.incidents.c.origin_time_ns >= since_ns)
+        if until_ns is not None:
+            query = query.where(t.incidents.c.origin_time_ns < until_ns)
+        if labels:
+            query = query.where(t.incidents.c.label.in_([str(label) for label in labels]))
+        if statuses:
+            query = query.where(t.incidents.c.status.in_([str(status) for status in statuses]))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+            members = self._members(conn, [row["incident_id"] for row in rows])
+        return [_incident(row, members.get(row["incident_id"], [])) for row in rows]
+
+    def get_incident(self, incident_id: str) -> wire.Incident | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.incidents).where(t.incidents.c.incident_id == incident_id)).mappings().first()
+            if row is None:
+                return None
+            return _incident(row, self._members(conn, [incident_id]).get(incident_id, []))
+
+    def detections_of(self, incident_id: str) -> list[StoredDetection]:
+        """The detections that contributed to an incident, earliest arrival first."""
+        query = (
+            sa.select(t.detections)
+            .where(t.detections.c.incident_id == incident_id)
+            .order_by(t.detections.c.arrival_time_ns)
+        )
+        with self.engine.connect() as conn:
+            return [_stored_detection(row) for row in conn.execute(query).mappings()]
+
+    def count_detections(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(t.detections)).scalar_one())
+
+    def list_sensors(self) -> list[SensorRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.sensors).order_by(t.sensors.c.sensor_id)).mappings().all()
+        return [
+            SensorRecord(
+                sensor_id=row["sensor_id"],
+                position=None if row["x_m"] is None else wire.Position(x_m=row["x_m"], y_m=row["y_m"], z_m=row["z_m"]),
+                last_seen_ns=row["last_seen_ns"],
+                heartbeat=_heartbeat(row["heartbeat"]),
+            )
+            for row in rows
+        ]
+
+    @staticmethod
+    def _members(conn: sa.Connection, incident_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        if not incident_ids:
+            return {}
+        query = (
+            sa.select(t.detections.c.incident_id, t.detections.c.detection_id, t.detections.c.sensor_id)
+            .where(t.detections.c.incident_id.in_(list(incident_ids)))
+            .order_by(t.detections.c.arrival_time_ns)
+        )
+        members: dict[str, list[tuple[str, str]]] = {}
+        for incident_id, detection_id, sensor_id in conn.execute(query):
+            members.setdefault(incident_id, []).append((detection_id, sensor_id))
+        return members
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _incident(row: sa.RowMapping, members: list[tuple[str, str]]) -> wire.Incident:
+    located = row["x_m"] is not None
+    return wire.Incident(
+        incident_id=row["incident_id"],
+        label=wire.Label(row["label"]),
+        score=row["score"],
+        origin_time_ns=row["origin_time_ns"],
+        position=wire.Position(x_m=row["x_m"], y_m=row["y_m"], z_m=row["z_m"]) if located else None,
+        uncertainty_m=row["uncertainty_m"],
+        covariance_m2=[row["cov_xx_m2"], row["cov_xy_m2"], row["cov_yy_m2"]] if row["cov_xx_m2"] is not None else None,
+        detection_ids=[d for d, _ in members],
+        sensor_ids=sorted({s for _, s in members}),
+        status=wire.IncidentStatus(row["status"]),
+        created_at_ns=row["created_at_ns"],
+        n_shots=row["n_shots"],
+    )
+
+
+def _stored_detection(row: sa.RowMapping) -> StoredDetection:
+    detection = wire.Detection(
+        detection_id=row["detection_id"],
+        sensor_id=row["sensor_id"],
+        label=wire.Label(row["label"]),
+        score=row["score"],
+        arrival_time_ns=row["arrival_time_ns"],
+        arrival_uncertainty_ns=row["arrival_uncertainty_ns"],
+        duration_ms=row["duration_ms"],
+        peak_dbfs=row["peak_dbfs"],
+        position=wire.Position(x_m=row["x_m"], y_m=row["y_m"], z_m=row["z_m"]),
+        clock_status=wire.ClockStatus(row["clock_status"]),
+        model_version=row["model_version"],
+    )
+    return StoredDetection(detection=detection, received_at_ns=row["received_at_ns"], incident_id=row["incident_id"])
+
+
+def _heartbeat(data: bytes | None) -> wire.Heartbeat | None:
+    if data is None:
+        return None
+    try:
+        message = wire.decode(data)
+    except WireError:
+        return None
+    return message if isinstance(message, wire.Heartbeat) else None
+
+
+__all__ = ["SensorRecord", "Store", "StoredDetection"]
