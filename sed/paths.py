@@ -16,8 +16,9 @@ _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def shared_data_dir() -> Path | None:
     """The shared recordings folder, or ``None`` when absent.
 
-    Looks at ``$SED_SHARED_DATA``, then ``../shared/data`` beside the working directory and
-    beside the source checkout.
+    ``$SED_SHARED_DATA`` decides when set (an absent folder there means "no data", which
+    is how tests exercise the synthetic fallbacks); otherwise ``../shared/data`` beside the
+    working directory, then beside the source checkout.
     """
     return _first_existing(DATA_ENV, "data")
 
@@ -28,8 +29,10 @@ def yamnet_dir() -> Path | None:
 
 
 def _first_existing(env: str, relative: str) -> Path | None:
-    candidates = [Path(os.environ[env])] if os.environ.get(env) else []
-    candidates += [Path.cwd().parent / "shared" / relative, _PROJECT_ROOT.parent / "shared" / relative]
+    if os.environ.get(env):
+        candidates = [Path(os.environ[env])]
+    else:
+        candidates = [Path.cwd().parent / "shared" / relative, _PROJECT_ROOT.parent / "shared" / relative]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
