@@ -60,23 +60,76 @@ class PositionConfig(_Section):
 # ---------------------------------------------------------------------------- sensor
 
 
+class StreamSection(_Section):
+    """One audio stream of a multi-microphone sensor (one capture channel)."""
+
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Sensor id this stream reports as: the sensor's id or '<sensor id>.<suffix>' "
+        "(the fusion node lets a sensor's key speak for both).",
+    )
+    position: PositionConfig | None = Field(None, description="Microphone position; default the sensor's.")
+
+
 class SensorSection(_Section):
     id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="Unique sensor id, e.g. 'pole-017'.")
     position: PositionConfig
+    streams: list[StreamSection] = Field(
+        default_factory=list,
+        description="One entry per capture channel, in the order of capture.channels; default: the "
+        "sensor itself for one channel, '<id>.<channel>' at the sensor's position for several.",
+    )
 
 
 class CaptureSection(_Section):
     source: Literal["microphone", "file", "scene"] = Field(description="Where audio comes from.")
-    sample_rate_hz: int = Field(16000, description="Capture rate; resampled to the model's rate.")
+    sample_rate_hz: int = Field(16000, description="microphone: device rate; resampled to the model's rate.")
     block_ms: float = Field(100.0, ge=10.0, le=1000.0, description="Audio block handed to the detector, ms.")
-    device: str | int | None = Field(None, description="microphone: device name substring or index.")
-    channel: int = Field(0, ge=0, description="microphone: input channel used (0-based).")
+    device: str | int | None = Field(
+        None,
+        description="microphone: device index, or a substring of its name (e.g. 'USB', 'pulse'); default "
+        "the system's default input.",
+    )
+    channels: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Input channels used, 0-based, one stream each (batched through one model). Default: "
+        "microphone [0]; file all channels averaged into one stream; scene one stream per sensor.streams entry.",
+    )
+    device_timeout_s: float = Field(
+        5.0, gt=0.0, le=600.0, description="microphone: no audio for this long is a fatal error (restart), s."
+    )
     file: ConfigPath | None = Field(None, description="file: WAV/FLAC to replay.")
     realtime: bool = Field(True, description="file/scene: pace blocks at the audio rate.")
     scene: ConfigPath | None = Field(None, description="scene: scene TOML whose sensor list holds this id.")
     start_utc_ns: int | None = Field(
         None, ge=0, description="file/scene: UTC ns of the first sample (default: when the daemon starts)."
     )
+
+
+class ClockSection(_Section):
+    """How a live stream's sample counter is tied to UTC (see :mod:`sed.capture.clock`)."""
+
+    sync_check: Literal["kernel", "none"] = Field(
+        "kernel",
+        description="'kernel': times are vouched for only while the kernel reports the system clock "
+        "disciplined (adjtimex STA_UNSYNC clear: chrony, ntpd, gpsd, ptp4l all set it); 'none': trust it.",
+    )
+    input_latency_ms: float = Field(
+        0.0, ge=0.0, le=500.0, description="Fixed microphone-to-callback delay of the hardware (ADC filter), ms."
+    )
+    holdover_s: float = Field(
+        300.0, ge=0.0, le=86400.0, description="After the system clock loses sync, times count as holdover, s."
+    )
+    jump_threshold_ms: float = Field(1.0, gt=0.0, le=10000.0, description="A larger clock step is a jump, ms.")
+    jump_hold_s: float = Field(
+        10.0, ge=0.0, le=3600.0, description="Times before a clock jump and this long after it are unsynced, s."
+    )
+    xrun_gap_ms: float = Field(
+        20.0, gt=0.0, le=5000.0, description="Callbacks persistently this late mean lost input (an xrun), ms."
+    )
+    fit_window_s: float = Field(60.0, ge=5.0, le=3600.0, description="Observations used for the drift fit, s.")
 
 
 class DetectorSection(_Section):
@@ -108,9 +161,19 @@ class SensorConfig(_Section):
 
     sensor: SensorSection
     capture: CaptureSection
+    clock: ClockSection = ClockSection()
     detector: DetectorSection = DetectorSection()
     evidence: EvidenceSection = EvidenceSection()
     transport: TransportSection
+
+    def streams(self) -> list[StreamSection]:
+        """The streams this sensor reports, one per capture channel (see ``sensor.streams``)."""
+        if self.sensor.streams:
+            return list(self.sensor.streams)
+        channels = self.capture.channels or [0]
+        if len(channels) == 1:
+            return [StreamSection(id=self.sensor.id)]
+        return [StreamSection(id=f"{self.sensor.id}.{channel}") for channel in channels]
 
 
 # ---------------------------------------------------------------------------- server
@@ -120,6 +183,14 @@ class SiteSection(_Section):
     origin_lat_deg: float | None = Field(None, ge=-90, le=90, description="Latitude of the local origin.")
     origin_lon_deg: float | None = Field(None, ge=-180, le=180, description="Longitude of the local origin.")
     temperature_c: float = Field(15.0, ge=-50, le=60, description="Air temperature for the speed of sound.")
+    name: str = Field("sed", max_length=80, description="Site name shown on the dashboard.")
+    tile_url: str | None = Field(
+        None,
+        pattern=r"^https?://.*\{z\}.*\{x\}.*\{y\}.*$",
+        description="Slippy-map tile server, e.g. 'https://tiles.city.example/{z}/{x}/{y}.png' (needs the "
+        "geodetic origin); None draws local coordinates on a plain background.",
+    )
+    tile_attribution: str = Field("", max_length=200, description="Attribution text the tile server requires.")
 
 
 class FusionSection(_Section):
@@ -137,16 +208,66 @@ class FusionSection(_Section):
     max_timing_error_ms: float = Field(5.0, gt=0, le=100, description="Worst plausible arrival error, ms.")
 
 
+#: Secrets that are examples, not secrets: refused at load time.
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "change-me", "secret", "password", "example", "xxx"})
+
+
+def _refuse_placeholder(value: str | None) -> str | None:
+    if value is not None and (value.strip().lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_CHARS):
+        raise ValueError(f"a placeholder or short secret; set a random one of at least {MIN_SECRET_CHARS} characters")
+    return value
+
+
+#: Shortest accepted secret (webhook signing keys), characters.
+MIN_SECRET_CHARS = 16
+Secret = Annotated[str, AfterValidator(_refuse_placeholder)]
+
+
 class ApiSection(_Section):
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
     sensor_stale_s: float = Field(30.0, gt=0, le=86400, description="No message for this long: sensor stale, s.")
     silent_below_dbfs: float = Field(-90.0, ge=-200, le=0, description="Input RMS below this: microphone silent.")
     clipping_above: float = Field(0.01, ge=0, le=1, description="Clipped-sample fraction above this: clipping.")
+    token_ttl_s: float = Field(
+        12 * 3600, gt=0, le=365 * 86400, description="Lifetime of a login token (one operator shift), s."
+    )
+    incident_feed_endpoint: str | None = Field(
+        None,
+        description="ZeroMQ PUB endpoint the fusion node binds to announce committed incidents; a separate "
+        "'sed api' subscribes to it for live push. None: in-process only ('sed server').",
+    )
+    webhook_secret: Secret | None = Field(
+        None, description="Default HMAC-SHA256 key for webhook rules that carry none of their own."
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="One webhook POST may take this long, s.")
+    webhook_max_attempts: int = Field(5, ge=1, le=20, description="Deliveries tried this often before giving up.")
+    webhook_retry_initial_s: float = Field(1.0, gt=0, le=600, description="First retry delay, doubled per try, s.")
+    live_keepalive_s: float = Field(15.0, gt=0, le=300, description="Comment line on idle live streams, s.")
+
+
+def _refuse_placeholder_password(url: str) -> str:
+    """A database URL whose password is a placeholder (``postgresql://sed:changethis@db/sed``) is refused."""
+    scheme, _, rest = url.partition("://")
+    credentials, at, _ = rest.rpartition("@")
+    password = credentials.partition(":")[2] if at else ""
+    if password and password.lower() in PLACEHOLDER_SECRETS:
+        raise ValueError(f"password {password!r} is a placeholder; set a real one (e.g. SED__STORE__URL)")
+    if scheme.split("+")[0] not in {"sqlite", "postgresql"}:
+        raise ValueError(f"database {scheme!r}; expected sqlite:/// or postgresql+psycopg://")
+    return url
 
 
 class StoreSection(_Section):
-    url: str = Field("sqlite:///sed.sqlite", description="SQLAlchemy database URL (sqlite or postgresql).")
+    url: Annotated[str, AfterValidator(_refuse_placeholder_password)] = Field(
+        "sqlite:///sed.sqlite", description="SQLAlchemy database URL (sqlite or postgresql+psycopg)."
+    )
+    clip_retention_days: float = Field(
+        30.0, gt=0, le=3650, description="Evidence clips older than this are deleted by the server, days."
+    )
+    retention_check_interval_s: float = Field(
+        3600.0, gt=0, le=86400, description="How often the server deletes expired clips, s."
+    )
 
 
 class ServerConfig(_Section):
@@ -295,6 +416,31 @@ def _format_errors(exc: ValidationError, raw: dict[str, Any], source: str) -> st
     return "\n".join(lines)
 
 
+def _check_streams(config: SensorConfig, source: str) -> None:
+    """Streams match the channels, and each reports as the sensor or one of its sub-ids."""
+    capture, sensor = config.capture, config.sensor
+    if capture.channels is not None and len(set(capture.channels)) != len(capture.channels):
+        raise ConfigError(f"{source}: capture.channels = {capture.channels}; a channel is listed twice")
+    if sensor.streams:
+        n_channels = len(capture.channels) if capture.channels is not None else None
+        if capture.source != "scene" and n_channels != len(sensor.streams):
+            raise ConfigError(
+                f"{source}: sensor.streams has {len(sensor.streams)} entries; capture.channels = "
+                f"{capture.channels} (one stream per channel; list the channels)"
+            )
+        for i, stream in enumerate(sensor.streams):
+            if stream.id != sensor.id and not stream.id.startswith(f"{sensor.id}."):
+                raise ConfigError(
+                    f"{source}: sensor.streams.{i}.id = {stream.id!r}; expected {sensor.id!r} or "
+                    f"'{sensor.id}.<suffix>' (the sensor's key speaks only for those)"
+                )
+        ids = [stream.id for stream in sensor.streams]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"{source}: sensor.streams: duplicate id(s) in {ids}")
+    elif capture.source == "scene" and capture.channels is not None and len(capture.channels) > 1:
+        raise ConfigError(f"{source}: capture.channels: a scene source takes its streams from sensor.streams")
+
+
 def _check_files(config: _Section, source: str) -> None:
     """Refuse missing key files at load time rather than at first use."""
     checks: list[tuple[str, Path]] = []
@@ -311,6 +457,7 @@ def _check_files(config: _Section, source: str) -> None:
             if config.capture.scene is None:
                 raise ConfigError(f"{source}: capture.scene: required when capture.source = 'scene'")
             checks.append(("capture.scene", config.capture.scene))
+        _check_streams(config, source)
         if config.capture.sample_rate_hz not in SUPPORTED_SAMPLE_RATES_HZ:
             raise ConfigError(
                 f"{source}: capture.sample_rate_hz = {config.capture.sample_rate_hz}; "

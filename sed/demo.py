@@ -15,23 +15,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import tomli_w
 
+from sed.api.auth import hash_password, issue_token
 from sed.capture.scene import TruthEvent, ground_truth, pick_sound
 from sed.config import SceneConfig, SceneSection, ServerConfig, load_config, parse_config
 from sed.keys import generate_keypair
 from sed.server import Server
+from sed.store import Role
 
+#: The operator account the demo signs in as (its password is random per run).
+DEMO_USER = "demo"
 #: Sound onset: first sample reaching this fraction of the clip's peak (-20 dB).
 ONSET_FRACTION_OF_PEAK = 0.1
 #: Time allowed for the sensor processes to start and load their model before the scene starts, s.
@@ -90,8 +96,9 @@ def _emission_offsets_s(scene: SceneSection) -> list[float]:
 class _Setup:
     """Everything the demo writes into its working folder: scene, keys, configs."""
 
-    def __init__(self, workdir: Path, scene_raw: dict) -> None:
+    def __init__(self, workdir: Path, scene_raw: dict, *, model: Path | None = None) -> None:
         self.workdir = workdir
+        self.model = model
         self.scene_path = workdir / "scene.toml"
         self.scene_path.write_text(tomli_w.dumps(scene_raw))
         self.scene = load_config(self.scene_path, SceneConfig).scene
@@ -128,13 +135,16 @@ class _Setup:
                 "heartbeat_interval_s": 2.0,
             },
         }
+        if self.model is not None:
+            raw["detector"] = {"model": str(self.model.resolve())}
         path = self.workdir / f"{sensor.id}.toml"
         path.write_text(tomli_w.dumps(raw))
         return path
 
 
-def _get_json(url: str) -> list[dict]:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def _get_json(url: str, token: str) -> list[dict]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
 
 
@@ -148,14 +158,18 @@ def _match(truth: TruthEvent, emission_ns: int, incidents: list[dict]) -> dict |
 
 
 def run_demo(
-    *, scene_raw: dict, workdir: Path, serve: bool = False, log=print
+    *, scene_raw: dict, workdir: Path, model: Path | None = None, serve: bool = False, log=print
 ) -> dict[str, float | int | None]:
     """Run the scenario end to end; returns the summary that ``sed demo`` prints as JSON."""
-    setup = _Setup(workdir, scene_raw)
+    setup = _Setup(workdir, scene_raw, model=model)
     scene = setup.scene
     server = Server(setup.server)
     server.start()
     log(f"fusion node on {server.fusion_endpoint}, API on {server.api_url}")
+    # The API needs a signed-in user: the demo is an operator with a one-off password.
+    password = secrets.token_urlsafe(12)
+    server.store.accounts.add_user(DEMO_USER, password_hash=hash_password(password), role=Role.OPERATOR, now_ns=0)
+    token, _ = issue_token(server.store, DEMO_USER, label="demo", now_ns=time.time_ns(), ttl_s=None)
     start_ns = time.time_ns() + int(STARTUP_MARGIN_S * 1e9)
     processes = []
     for sensor in scene.sensors:
@@ -177,7 +191,7 @@ def run_demo(
     deadline_ns = start_ns + int((scene.duration_s + settle_s) * 1e9)
     try:
         while time.time_ns() < deadline_ns:
-            incidents = _get_json(f"{server.api_url}/api/incidents?limit=1000")
+            incidents = _get_json(f"{server.api_url}/api/incidents?limit=1000", token)
             now = time.time_ns()
             for incident in incidents:
                 if incident["incident_id"] not in first_seen_ns:
@@ -194,7 +208,7 @@ def run_demo(
         failed = [p.args[-1] for p in processes if p.returncode != 0]
         if failed:
             log(f"sensor processes failed: {failed} (logs in {workdir})")
-        sensors = _get_json(f"{server.api_url}/api/sensors")
+        sensors = _get_json(f"{server.api_url}/api/sensors", token)
     finally:
         for process in processes:
             if process.poll() is None:
@@ -202,7 +216,7 @@ def run_demo(
     summary, rows = _evaluate(truth, offsets, start_ns, incidents, first_seen_ns)
     _print_report(rows, sensors, log)
     if serve:
-        log(f"\nAPI (and dashboard) at {server.api_url}  — Ctrl-C to stop")
+        log(f"\ndashboard at {server.api_url}/  sign in as {DEMO_USER} / {password}  — Ctrl-C to stop")
         try:
             while True:
                 time.sleep(1)
@@ -250,12 +264,16 @@ def _print_report(rows: list[dict], sensors: list[dict], log) -> None:
         head = f"{event.emission_time_s:5.1f} s {event.label:<11} at ({event.position_m[0]:5.0f}, {event.position_m[1]:5.0f})"
         if incident is None:
             log(f"{head}   MISSED")
-            continue
-        error = "not located" if row["error_m"] is None else f"error {row['error_m']:5.1f} m ±{incident['uncertainty_m']:.1f}"
-        log(
-            f"{head}   {incident['label']:<11} {error}, {len(incident['sensor_ids'])} sensors, "
-            f"alert after {row['latency_s']:.1f} s"
-        )
+        else:
+            error = (
+                "not located"
+                if row["error_m"] is None
+                else f"error {row['error_m']:5.1f} m ±{incident['uncertainty_m']:.1f}"
+            )
+            log(
+                f"{head}   {incident['label']:<11} {error}, {len(incident['sensor_ids'])} sensors, "
+                f"alert after {row['latency_s']:.1f} s"
+            )
         log(f"{'':9}sound: {event.sound}")
     online = sum(s["status"] == "online" for s in sensors)
     log(f"\nsensors reporting: {len(sensors)} ({online} online at the end)")
@@ -266,19 +284,22 @@ def main(argv: list[str], *, prog: str) -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="length of the default scenario, s (default 30)")
     parser.add_argument("--scene", type=Path, help="run this scene TOML instead of the default scenario")
     parser.add_argument("--seed", type=int, default=7, help="picks the clips and the noise (default 7)")
+    parser.add_argument("--model", type=Path, help="ONNX detector for the sensors (default: the shipped model)")
     parser.add_argument("--workdir", type=Path, help="keep configs, keys, logs and the database here")
     parser.add_argument("--serve", action="store_true", help="keep the API up after the scenario (Ctrl-C ends)")
     args = parser.parse_args(argv)
     if args.scene is not None:
-        import tomllib
-
-        scene_raw = tomllib.loads(args.scene.read_text())
+        scene_raw = tomllib.loads(args.scene.read_text(encoding="utf-8"))
+        for event in scene_raw.get("scene", {}).get("events", []):
+            clip = event.get("clip", "auto")
+            if clip not in ("auto", "synthetic"):  # keep clip paths valid once the scene is copied
+                event["clip"] = str((args.scene.parent / clip).resolve())
     else:
         scene_raw = default_scene(duration_s=args.duration, seed=args.seed)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sed-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        summary = run_demo(scene_raw=scene_raw, workdir=workdir, serve=args.serve)
+        summary = run_demo(scene_raw=scene_raw, workdir=workdir, model=args.model, serve=args.serve)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -1,4 +1,8 @@
-"""Fusion node and API in one process: ``sed server --config server.toml``."""
+"""Fusion node and API in one process: ``sed server --config server.toml``.
+
+The fusion node runs in a thread and hands each committed incident straight to the API's
+live feed (no socket in between); the API serves REST, live push, webhooks and the dashboard.
+"""
 
 from __future__ import annotations
 
@@ -30,17 +34,16 @@ class Server:
         Endpoint sensors connect to, after :meth:`start`.
     """
 
-    def __init__(
-        self, config: ServerConfig, *, on_incident: Callable[[wire.Incident], None] | None = None
-    ) -> None:
+    def __init__(self, config: ServerConfig, *, on_incident: Callable[[wire.Incident], None] | None = None) -> None:
         self.config = config
         self.store = Store(config.store.url)
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._failure: BaseException | None = None
+        self.app = create_app(config, self.store)
         self._on_incident = on_incident
         self._fusion = threading.Thread(target=self._run_fusion, name="sed-fusion", daemon=True)
-        self._api = ApiServer(create_app(config, self.store), host=config.api.host, port=config.api.port)
+        self._api = ApiServer(self.app, host=config.api.host, port=config.api.port)
         self.api_url = ""
         self.fusion_endpoint = ""
 
@@ -50,11 +53,17 @@ class Server:
             self._ready.set()
 
         try:
-            node.run(self.config, self._stop, store=self.store, on_incident=self._on_incident, on_ready=ready)
+            node.run(self.config, self._stop, store=self.store, on_incident=self._announce, on_ready=ready)
         except BaseException as exc:  # surfaced by start() or is_healthy()
             self._failure = exc
             self._ready.set()
             log.exception("fusion node failed")
+
+    def _announce(self, incident: wire.Incident) -> None:
+        """Committed by the fusion node: push it live (and to webhooks), then tell the embedder."""
+        self.app.state.feed.announce_incident(incident)
+        if self._on_incident is not None:
+            self._on_incident(incident)
 
     def start(self) -> None:
         self._fusion.start()

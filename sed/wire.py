@@ -121,6 +121,8 @@ class Heartbeat(_Message, tag="heartbeat"):
     input_peak_dbfs: Dbfs = -200.0
     clipping_fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
     xruns: NonNegInt = 0
+    clock_jumps: NonNegInt = 0  # system clock steps seen since the stream started
+    clock_drift_ppm: float = 0.0  # measured audio sample rate over nominal, minus 1, ppm
     outbox_depth: NonNegInt = 0
     cpu_load: NonNegFloat = 0.0
     software_version: Annotated[str, msgspec.Meta(max_length=64)] = ""

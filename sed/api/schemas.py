@@ -8,8 +8,8 @@ import math
 from pydantic import BaseModel, Field
 
 from sed import wire
-from sed.config import ApiSection, SiteSection
-from sed.store import SensorRecord, StoredDetection
+from sed.config import ApiSection, ServerConfig, SiteSection
+from sed.store import Review, ReviewAction, SensorRecord, StoredDetection
 
 #: Mean Earth radius for the local tangent-plane → latitude/longitude conversion, m.
 EARTH_RADIUS_M = 6_371_008.8
@@ -49,10 +49,25 @@ class DetectionOut(BaseModel):
     clock_status: wire.ClockStatus
     position: PositionOut
     received_at_ns: int
+    has_clip: bool = Field(description="An evidence clip is stored: GET /api/clips/{detection_id}.")
+
+
+class ReviewIn(BaseModel):
+    action: ReviewAction = Field(description="acknowledge, confirm, false_alarm (needs a reason) or note.")
+    text: str | None = Field(None, max_length=2000, description="Reason of a false alarm, or the note.")
+
+
+class ReviewOut(BaseModel):
+    review_id: int
+    username: str
+    action: ReviewAction
+    text: str | None
+    at_ns: int
 
 
 class IncidentDetail(IncidentOut):
     detections: list[DetectionOut]
+    reviews: list[ReviewOut] = Field(description="Who reviewed it and how, oldest first.")
 
 
 class SensorStatus(enum.StrEnum):
@@ -75,6 +90,18 @@ class SensorOut(BaseModel):
     cpu_load: float | None
     software_version: str | None
     model_version: str | None
+    description: str | None = Field(description="An admin's note: where the sensor stands.")
+
+
+class SiteOut(BaseModel):
+    """What the dashboard needs to draw the map."""
+
+    name: str
+    origin_lat_deg: float | None
+    origin_lon_deg: float | None
+    tile_url: str | None = Field(description="Slippy-map tile template; None: local coordinates, plain background.")
+    tile_attribution: str
+    sensor_stale_s: float
 
 
 class Health(BaseModel):
@@ -110,7 +137,25 @@ def incident_out(incident: wire.Incident, site: SiteSection) -> IncidentOut:
     )
 
 
-def detection_out(stored: StoredDetection, site: SiteSection) -> DetectionOut:
+def review_out(review: Review) -> ReviewOut:
+    return ReviewOut(
+        review_id=review.review_id, username=review.username, action=review.action, text=review.text, at_ns=review.at_ns
+    )
+
+
+def site_out(config: ServerConfig) -> SiteOut:
+    site = config.site
+    return SiteOut(
+        name=site.name,
+        origin_lat_deg=site.origin_lat_deg,
+        origin_lon_deg=site.origin_lon_deg,
+        tile_url=site.tile_url,
+        tile_attribution=site.tile_attribution,
+        sensor_stale_s=config.api.sensor_stale_s,
+    )
+
+
+def detection_out(stored: StoredDetection, site: SiteSection, *, has_clip: bool) -> DetectionOut:
     d = stored.detection
     return DetectionOut(
         detection_id=d.detection_id,
@@ -123,6 +168,7 @@ def detection_out(stored: StoredDetection, site: SiteSection) -> DetectionOut:
         clock_status=d.clock_status,
         position=position_out(d.position, site),
         received_at_ns=stored.received_at_ns,
+        has_clip=has_clip,
     )
 
 
@@ -156,4 +202,5 @@ def sensor_out(record: SensorRecord, site: SiteSection, api: ApiSection, *, now_
         cpu_load=hb.cpu_load if hb else None,
         software_version=hb.software_version if hb else None,
         model_version=hb.model_version if hb else None,
+        description=record.description,
     )

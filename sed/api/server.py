@@ -1,4 +1,9 @@
-"""Serving the API: ``sed api --config server.toml`` and an in-process server for ``sed server``/``sed demo``."""
+"""Serving the API: ``sed api --config server.toml`` and an in-process server for ``sed server``/``sed demo``.
+
+A separate ``sed api`` follows a separate ``sed fusion`` over ZeroMQ for live push when
+both configs set ``api.incident_feed_endpoint``; without it, clients see new incidents only
+when they reload.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from sed.store import Store
 
 #: Longest wait for uvicorn to bind its socket, s.
 STARTUP_TIMEOUT_S = 20.0
+#: Longest wait for open requests when stopping, s.
+GRACEFUL_SHUTDOWN_S = 5.0
 
 
 class ApiServer:
@@ -31,7 +38,17 @@ class ApiServer:
     """
 
     def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
-        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+        self._app = app
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="on",
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            )
+        )
         self._thread = threading.Thread(target=self._server.run, name="sed-api", daemon=True)
         self.url = ""
 
@@ -48,6 +65,9 @@ class ApiServer:
         return self.url
 
     def stop(self) -> None:
+        feed = getattr(self._app.state, "feed", None)
+        if feed is not None:
+            feed.close()  # ends the live streams, which would otherwise hold the shutdown open
         self._server.should_exit = True
         self._thread.join(timeout=10.0)
 
@@ -62,7 +82,7 @@ def main(argv: list[str], *, prog: str) -> int:
     stop = threading.Event()
     stop_on_signals(stop)
     store = Store(config.store.url)
-    server = ApiServer(create_app(config, store), host=config.api.host, port=config.api.port)
+    server = ApiServer(create_app(config, store, follow_fusion=True), host=config.api.host, port=config.api.port)
     try:
         print(f"API listening on {server.start()}", flush=True)
         stop.wait()

@@ -159,4 +159,12 @@ def decision_counts(decided: np.ndarray, positive: np.ndarray) -> Counts:
     return Counts(n_ref=int(positive.sum()), n_sys=int(decided.sum()), n_tp=int((decided & positive).sum()))
 
 
-__all__ = ["Counts", "Event", "EventMetrics", "average_precision", "best_f1", "decision_counts", "precision_recall_curve"]
+__all__ = [
+    "Counts",
+    "Event",
+    "EventMetrics",
+    "average_precision",
+    "best_f1",
+    "decision_counts",
+    "precision_recall_curve",
+]

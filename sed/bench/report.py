@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -18,22 +19,32 @@ def provenance(argv: list[str]) -> dict[str, Any]:
     """Git commit (with a ``+dirty`` mark), machine, date and command of this run."""
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=False, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True,
-                               check=False, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, check=False, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
     cpu = ""
-    try:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     return {
         "git_commit": (commit or "unknown") + ("+dirty" if dirty else ""),
-        "machine": {"node": platform.node(), "cpu": cpu or platform.processor(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": {
+            "node": platform.node(),
+            "cpu": cpu or platform.processor(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "sed bench detect " + " ".join(argv),
     }
@@ -51,14 +62,19 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """Plain-text table; ``columns`` are (key, header) pairs."""
     cells = [[header for _, header in columns]] + [[_fmt(row.get(key)) for key, _ in columns] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in cells]
+    lines = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def plot_pr_curves(path: Path, curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
-                   operating_points: dict[str, tuple[float, float]]) -> None:
+def plot_pr_curves(
+    path: Path,
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    operating_points: dict[str, tuple[float, float]],
+) -> None:
     """One panel per label: precision–recall of each system from per-file maximum scores.
 
     ``curves[label][system] = (scores, positive)``; ``operating_points[label] = (recall, precision)``

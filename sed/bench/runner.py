@@ -44,7 +44,9 @@ class YamnetRun:
 
 def pad(audio: np.ndarray, *, lead_samples: int, tail_samples: int) -> np.ndarray:
     """``[zeros(lead), audio, zeros(tail)]`` as float32."""
-    return np.concatenate([np.zeros(lead_samples, np.float32), audio.astype(np.float32), np.zeros(tail_samples, np.float32)])
+    return np.concatenate(
+        [np.zeros(lead_samples, np.float32), audio.astype(np.float32), np.zeros(tail_samples, np.float32)]
+    )
 
 
 def run_sed(detector: StreamingDetector, audio: np.ndarray, *, chunk_samples: int, origin_samples: int) -> SedRun:
@@ -52,13 +54,13 @@ def run_sed(detector: StreamingDetector, audio: np.ndarray, *, chunk_samples: in
     detector.reset()
     rate = detector.sample_rate_hz
     events, finished = [], []
-    started = time.thread_time()
+    started = time.process_time()
     for start in range(0, len(audio), chunk_samples):
         events += detector.push(audio[None, start : start + chunk_samples])
         finished += detector.pop_finished()
     detector.finish()
     finished += detector.pop_finished()
-    cpu_s = time.thread_time() - started
+    cpu_s = time.process_time() - started
     assert len(finished) == len(events), "every confirmed event must finish"
     detections = [
         Detection(
@@ -79,11 +81,11 @@ def run_yamnet(scorer: YamnetScorer, audio: np.ndarray, *, chunk_samples: int) -
     """Push 16 kHz ``audio`` (1-D) through YAMNet in chunks; keep every window's group scores."""
     scorer.reset()
     parts: dict[str, list[np.ndarray]] = {}
-    started = time.thread_time()
+    started = time.process_time()
     for start in range(0, len(audio), chunk_samples):
         for label, scores in scorer.push(audio[None, start : start + chunk_samples]).items():
             parts.setdefault(label, []).append(scores[0])
-    cpu_s = time.thread_time() - started
+    cpu_s = time.process_time() - started
     return YamnetRun({label: np.concatenate(p, axis=1) for label, p in parts.items()}, cpu_s)
 
 
@@ -94,8 +96,7 @@ def yamnet_detections(
     onset = centre of the first window above threshold."""
     tracker = EventTracker([ClassThresholds(on=threshold, off=threshold)], n_streams=1)
     scores = run.scores[label][group][None, None, :].astype(np.float32)
-    _, finished = tracker.push(scores)
-    finished += tracker.close()
+    finished = [ev for ev in tracker.push(scores) if ev.last_index >= 0] + tracker.close()
     out = []
     for ev in finished:
         onset = ev.first_index * HOP_SAMPLES + WINDOW_SAMPLES // 2 - origin_samples

@@ -83,11 +83,15 @@ class YamnetScorer:
             Window ``k`` covers samples ``[k * HOP_SAMPLES, k * HOP_SAMPLES + WINDOW_SAMPLES)``.
         """
         self._buffer = np.concatenate([self._buffer, block.astype(np.float32, copy=False)], axis=1)
-        n_new = 0 if self._buffer.shape[1] < WINDOW_SAMPLES else 1 + (self._buffer.shape[1] - WINDOW_SAMPLES) // HOP_SAMPLES
+        n_new = (
+            0 if self._buffer.shape[1] < WINDOW_SAMPLES else 1 + (self._buffer.shape[1] - WINDOW_SAMPLES) // HOP_SAMPLES
+        )
         raw = np.zeros((self.n_streams, n_new, 521), np.float32)
         for k in range(n_new):
             for s in range(self.n_streams):
-                self._interpreter.set_tensor(self._input, self._buffer[s, k * HOP_SAMPLES : k * HOP_SAMPLES + WINDOW_SAMPLES])
+                self._interpreter.set_tensor(
+                    self._input, self._buffer[s, k * HOP_SAMPLES : k * HOP_SAMPLES + WINDOW_SAMPLES]
+                )
                 self._interpreter.invoke()
                 raw[s, k] = self._interpreter.get_tensor(self._output)[0]
         self._buffer = self._buffer[:, n_new * HOP_SAMPLES :]

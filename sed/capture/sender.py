@@ -51,8 +51,8 @@ class Sender:
     server_public_key_file : Path
         The fusion node's ``.key``.
     outbox : Outbox
-    heartbeat : callable returning a Heartbeat, optional
-        Called every ``heartbeat_interval_s``.
+    heartbeat : callable returning a Heartbeat or a list of them, optional
+        Called every ``heartbeat_interval_s`` (a sensor with several streams sends one per stream).
     """
 
     def __init__(
@@ -62,7 +62,7 @@ class Sender:
         secret_key_file: Path,
         server_public_key_file: Path,
         outbox: Outbox,
-        heartbeat: Callable[[], wire.Heartbeat] | None = None,
+        heartbeat: Callable[[], wire.Heartbeat | list[wire.Heartbeat]] | None = None,
         heartbeat_interval_s: float = 5.0,
     ) -> None:
         self.endpoint = endpoint
@@ -117,7 +117,9 @@ class Sender:
                 if self._stop.is_set() and (now >= self._flush_deadline_ns or self.outbox.depth() == 0):
                     break
                 if self.heartbeat is not None and now >= next_heartbeat_ns and not self._stop.is_set():
-                    sent = self._send(sock, wire.encode(self.heartbeat()), durable=False)
+                    beats = self.heartbeat()
+                    beats = beats if isinstance(beats, list) else [beats]
+                    sent = all([self._send(sock, wire.encode(beat), durable=False) for beat in beats])
                     # Not connected yet: try again soon rather than a whole interval later.
                     next_heartbeat_ns = now + (self._heartbeat_interval_ns if sent else HEARTBEAT_RETRY_NS)
                 for _, payload in self.outbox.due(now_ns=now):

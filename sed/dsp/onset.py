@@ -20,7 +20,7 @@ Echoes come later than the direct sound, so :func:`pick_arrival` returns the *ea
 candidate in the search span that is loud enough relative to the strongest one
 (``dynamic_range_db``), not the loudest.
 
-Exact zeros are treated as missing audio (recorders and clip retrievers pad with them):
+Runs of exact zeros are treated as missing audio (recorders and clip retrievers pad with them):
 they never count as noise, and the step from zeros to noise is not an onset.
 """
 
@@ -42,12 +42,17 @@ _LTA_S = 0.030
 _MIN_SEPARATION_S = 0.010
 #: Strength of a candidate: the loudest short-window power within this time after it, s.
 _STRENGTH_S = 0.050
+#: Dominance: loudest 1 ms this soon after the onset against the loudest this long before, s.
+_DOMINANCE_AFTER_S = 0.010
+_DOMINANCE_BEFORE_S = 0.300
 #: AIC window: at least this much before the candidate and this much after it, s.
 _AIC_PRE_S = 0.015
 _AIC_POST_MIN_S = 0.0015
 _AIC_POST_MAX_S = 0.010
 #: Upper band edge as a fraction of the sample rate (4.8 kHz at 12 kHz).
 _LOWPASS_FRACTION = 0.4
+#: A run of this many exact zeros is missing audio, not a quiet stretch.
+_MIN_GAP_SAMPLES = 16
 #: Pre-roll needed for a noise estimate of its own, s; shorter pre-rolls use the whole excerpt.
 _MIN_PREROLL_S = 0.1
 
@@ -69,6 +74,11 @@ class Pick:
         Power after the onset over the power before it (the detector's statistic), dB.
     rise_samples : float >= 0
         Samples from the onset to the envelope peak that follows it (< 20 ms).
+    dominance_db : float
+        Loudest 1 ms within 10 ms after the onset over the loudest 1 ms in the 300 ms
+        before it (or the noise floor), dB. A direct sound dominates what came before; an
+        echo usually follows a louder sound (on Pittsburgh: >= 0 dB for 99 % of direct
+        arrivals, for 34 % of other onsets).
     """
 
     sample_index: float
@@ -76,6 +86,7 @@ class Pick:
     snr_db: float
     jump_db: float
     rise_samples: float
+    dominance_db: float = 0.0
 
 
 def pick_arrival(
@@ -131,7 +142,7 @@ def pick_arrival(
     preroll = samples[:search_start_sample]
     noise_region = (
         slice(0, search_start_sample)
-        if np.count_nonzero(preroll) >= _MIN_PREROLL_S * sample_rate_hz
+        if np.count_nonzero(_present(preroll)) >= _MIN_PREROLL_S * sample_rate_hz
         else slice(0, samples.size)
     )
     picks = _find(
@@ -224,7 +235,7 @@ def _find(
     jump_db: float,
     highpass_hz: float,
 ) -> list[Pick]:
-    present = samples != 0.0
+    present = _present(samples)
     filtered = scipy.signal.sosfilt(_band_sos(sample_rate_hz, highpass_hz), samples)
     filtered[~present] = 0.0
     power = np.abs(scipy.signal.hilbert(filtered, scipy.fft.next_fast_len(samples.size)))[: samples.size] ** 2
@@ -243,14 +254,37 @@ def _find(
     separation = max(1, round(_MIN_SEPARATION_S * sample_rate_hz))
     peaks, _ = scipy.signal.find_peaks(ratio_db[start:stop], height=jump_db, distance=separation)
     strength_samples = round(_STRENGTH_S * sample_rate_hz)
+    sta_samples = round(_STA_S * sample_rate_hz)
+    dominance_after = round(_DOMINANCE_AFTER_S * sample_rate_hz)
+    dominance_before = round(_DOMINANCE_BEFORE_S * sample_rate_hz)
     picks = []
     for peak in peaks + start:
         strength = float(snr_db[peak : peak + strength_samples].max())
+        after = float(sta[peak : peak + dominance_after].max())
+        before_window = sta[max(0, peak - dominance_before) : max(0, peak - sta_samples)]
+        before = max(float(before_window.max()) if before_window.size else 0.0, noise_power)
+        dominance_db = 10.0 * math.log10(max(after, 1e-300) / before)
         if strength < min_snr_db:
             continue
         pick = _refine(filtered, present, int(peak), sample_rate_hz=sample_rate_hz, noise_power=noise_power)
-        picks.append(dataclasses.replace(pick, snr_db=strength, jump_db=float(ratio_db[peak])))
+        picks.append(
+            dataclasses.replace(pick, snr_db=strength, jump_db=float(ratio_db[peak]), dominance_db=dominance_db)
+        )
     return picks
+
+
+def _present(samples: np.ndarray) -> np.ndarray:
+    """False inside runs of at least ``_MIN_GAP_SAMPLES`` exact zeros (missing audio).
+
+    Single zeros are ordinary samples of quiet 16-bit audio, not gaps.
+    """
+    zero = np.concatenate(([False], samples == 0.0, [False]))
+    edges = np.flatnonzero(zero[1:] != zero[:-1])
+    present = np.ones(samples.size, dtype=bool)
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        if stop - start >= _MIN_GAP_SAMPLES:
+            present[start:stop] = False
+    return present
 
 
 def _window_mean(power: np.ndarray, present: np.ndarray, width: int, *, after: bool) -> np.ndarray:

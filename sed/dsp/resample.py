@@ -48,7 +48,9 @@ def to_float32(samples: np.ndarray, *, bits_per_sample: int | None = None) -> np
         full_scale = _INT_FULL_SCALE[dtype]
         if bits_per_sample is not None:
             if dtype != np.int32 or bits_per_sample not in (24, 32):
-                raise AudioFormatError(f"bits_per_sample={bits_per_sample} with dtype {dtype}; expected 24 or 32 with int32")
+                raise AudioFormatError(
+                    f"bits_per_sample={bits_per_sample} with dtype {dtype}; expected 24 or 32 with int32"
+                )
             full_scale = 2.0 ** (bits_per_sample - 1)
         return (samples.astype(np.float64) / full_scale).astype(np.float32)
     if dtype in (np.float32, np.float64):
@@ -62,7 +64,9 @@ def to_float32(samples: np.ndarray, *, bits_per_sample: int | None = None) -> np
 def check_rate(rate_hz: int, *, where: str = "sample rate") -> None:
     """Raise :class:`AudioFormatError` unless ``rate_hz`` is an int in 8 000 … 96 000 Hz."""
     if int(rate_hz) != rate_hz or not MIN_SAMPLE_RATE_HZ <= rate_hz <= MAX_SAMPLE_RATE_HZ:
-        raise AudioFormatError(f"{where} {rate_hz} Hz; expected an integer {MIN_SAMPLE_RATE_HZ}…{MAX_SAMPLE_RATE_HZ} Hz")
+        raise AudioFormatError(
+            f"{where} {rate_hz} Hz; expected an integer {MIN_SAMPLE_RATE_HZ}…{MAX_SAMPLE_RATE_HZ} Hz"
+        )
 
 
 class Resampler:

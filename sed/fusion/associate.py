@@ -26,26 +26,49 @@ only formed when no four-sensor hypothesis is left and ``min_sensors`` allows it
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 from collections.abc import Sequence
 
 import numpy as np
 
+from sed.errors import ConfigError
 from sed.fusion.locate import NS_PER_S, Arrival, Solution, SolveStatus, locate, speed_of_sound_m_per_s
 
-#: Hypotheses drawn per seed when the candidates allow more.
-_HYPOTHESES_PER_SEED = 48
+#: Hypotheses drawn per seed when there are more than ``_ENUMERATE_UP_TO`` candidates.
+_HYPOTHESES_PER_SEED = 64
+_ENUMERATE_UP_TO = 16
 #: Refinement rounds of a consensus group.
 _CONSENSUS_ROUNDS = 4
+#: Arrivals of one sensor this close in time are one sound reported twice, s.
+_DUPLICATE_WINDOW_S = 0.002
+#: A consensus emitting this close in time to a larger accepted group may be its reflection, s.
+_IMAGE_WINDOW_S = 0.05
+#: A much smaller consensus this soon after a group, on its sensors only, is its echo, s.
+_ECHO_SHADOW_S = 1.0
+#: A late echo is located at least this far from the sound it echoes, m.
+_ECHO_MIN_OFFSET_M = 15.0
+#: An arrival this soon after another of its sensor may be an echo of it, s.
+_PRECEDE_WINDOW_S = 0.3
+#: Quality factor of an arrival that follows another of its sensor within the window.
+_PRECEDED_DISCOUNT = 0.25
+#: A sensor with any arrival this close in time to an emission counts as live for it, ns.
+_ALIVE_WINDOW_NS = 5 * NS_PER_S
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Group:
-    """Arrivals explained by one source, with the solution that explains them."""
+    """Arrivals explained by one source, with the solution that explains them.
+
+    ``arrivals`` has one arrival per sensor (those solved with); ``duplicates`` holds
+    further arrivals of member sensors within 2 ms of a member (one sound reported twice):
+    explained by the group, so not in the leftover.
+    """
 
     label: str
     arrivals: tuple[Arrival, ...]
     solution: Solution
+    duplicates: tuple[Arrival, ...] = ()
 
 
 def associate(
@@ -55,6 +78,7 @@ def associate(
     max_timing_error_s: float = 0.005,
     min_sensors: int = 3,
     source_z_m: float | None = None,
+    min_participation: float = 0.0,
 ) -> tuple[list[Group], list[Arrival]]:
     """Partition arrivals into groups that one source explains.
 
@@ -71,6 +95,11 @@ def associate(
         Smallest group that is reported.
     source_z_m : float, optional
         Passed to :func:`~sed.fusion.locate.locate`.
+    min_participation : float in [0, 1]
+        Negative evidence: of the sensors that reported anything within 5 s and lie no
+        farther from the solution than its farthest member (+10 %), at least this fraction
+        must be members. A real shot is heard by most sensors around it; a chance
+        alignment of echoes is not. 0 (default) switches the check off.
 
     Returns
     -------
@@ -80,12 +109,19 @@ def associate(
         Arrivals no group explains (echoes, unrelated pulses, too few sensors), by time.
     """
     if min_sensors < 3:
-        raise ValueError(f"associate: min_sensors={min_sensors}; expected >= 3")
+        raise ConfigError(f"associate: min_sensors={min_sensors}; expected >= 3")
+    if not 0.0 <= min_participation <= 1.0:
+        raise ConfigError(f"associate: min_participation={min_participation}; expected in [0, 1]")
+    settings = _Settings(
+        tolerance_m=speed_of_sound_m_per_s(temperature_c) * max_timing_error_s,
+        min_sensors=min_sensors,
+        min_participation=min_participation,
+    )
     groups: list[Group] = []
     leftover: list[Arrival] = []
     for label in sorted({a.label for a in arrivals}):
-        pool = _Pool([a for a in arrivals if a.label == label], temperature_c, source_z_m)
-        found, rest = pool.associate(max_timing_error_s, min_sensors)
+        pool = _Pool([a for a in arrivals if a.label == label], temperature_c, source_z_m, settings)
+        found, rest = pool.associate()
         groups += found
         leftover += rest
     groups.sort(key=lambda g: g.solution.origin_time_ns or 0)
@@ -93,10 +129,20 @@ def associate(
     return groups, leftover
 
 
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    tolerance_m: float
+    min_sensors: int
+    min_participation: float
+
+
 class _Pool:
     """Arrivals of one class as arrays, with the consensus search over them."""
 
-    def __init__(self, arrivals: list[Arrival], temperature_c: float, source_z_m: float | None) -> None:
+    def __init__(
+        self, arrivals: list[Arrival], temperature_c: float, source_z_m: float | None, settings: _Settings
+    ) -> None:
+        self.settings = settings
         self.arrivals = sorted(arrivals, key=lambda a: a.arrival_time_ns)
         self.temperature_c = temperature_c
         self.source_z_m = source_z_m
@@ -108,133 +154,213 @@ class _Pool:
         self.reference_ns = self.arrivals[0].arrival_time_ns if n else 0
         self.ranges_m = np.array([(a.arrival_time_ns - self.reference_ns) / NS_PER_S * self.c for a in self.arrivals])
         names = sorted({a.sensor_id for a in self.arrivals})
+        self.quality = np.array([max(a.quality, 1e-6) for a in self.arrivals], dtype=np.float64)
         self.sensor = np.array([names.index(a.sensor_id) for a in self.arrivals], dtype=np.int64)
         self.pending = np.ones(n, dtype=bool)
         self.height = (
             np.zeros(n) if source_z_m is None else (source_z_m - self.origin[2] - self.local[:, 2]) ** 2
         )
         self.rng = np.random.default_rng(0)
+        # An arrival soon after another of its sensor is likely an echo of it: discount it.
+        self.quality[self._gap_to_previous() <= _PRECEDE_WINDOW_S * self.c] *= _PRECEDED_DISCOUNT
 
-    def associate(self, max_timing_error_s: float, min_sensors: int) -> tuple[list[Group], list[Arrival]]:
-        tolerance_m = self.c * max_timing_error_s
+    def associate(self) -> tuple[list[Group], list[Arrival]]:
         groups: list[Group] = []
-        exhausted = np.zeros(len(self.arrivals), dtype=bool)
-        while True:
-            seeds = np.flatnonzero(self.pending & ~exhausted)
-            best = self._best_hypothesis(seeds, tolerance_m, size=4)
-            if best is None and min_sensors <= 3:
-                best = self._best_hypothesis(seeds, tolerance_m, size=3)
-            if best is None:
-                break
-            seed, members = best
-            group = self._consensus(members, tolerance_m, min_sensors)
-            if group is None:
-                exhausted[seed] = True
-                continue
-            indices, solution = group
-            self.pending[indices] = False
-            label = self.arrivals[0].label
-            groups.append(
-                Group(label=label, arrivals=tuple(self.arrivals[i] for i in indices), solution=solution)
-            )
+        # Four sensors can be checked (one spare equation); three always fit, so last.
+        for min_count in (4, 3) if self.settings.min_sensors <= 3 else (max(4, self.settings.min_sensors),):
+            groups += self._greedy(min_count)
         return groups, [a for a, p in zip(self.arrivals, self.pending, strict=True) if p]
 
-    def _candidates(self, seed: int, tolerance_m: float) -> np.ndarray:
+    def _greedy(self, min_count: int) -> list[Group]:
+        """Accept the largest consensus first; a seed's hypothesis is re-drawn lazily once
+        arrivals it relied on have been taken by another group."""
+        heap: list[tuple[float, int, float, int]] = []
+        hypotheses: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # seed -> (members, candidates)
+
+        def push(seed: int) -> None:
+            found = self._seed_hypothesis(seed, min_count)
+            if found is not None:
+                _, support, preceded, msac, members, candidates = found
+                hypotheses[seed] = (members, candidates)
+                heapq.heappush(heap, (-support, preceded, msac, seed))
+
+        for seed in np.flatnonzero(self.pending):
+            push(int(seed))
+        groups: list[Group] = []
+        while heap:
+            *_, seed = heapq.heappop(heap)
+            if not self.pending[seed]:
+                continue
+            members, candidates = hypotheses[seed]
+            if not self.pending[candidates].all():
+                push(seed)  # stale: arrivals were taken since it was drawn
+                continue
+            group = self._consensus(members)
+            if group is None:
+                continue
+            indices, solution = group
+            if any(_is_echo(indices, solution, earlier, self) for earlier in groups):
+                continue
+            self.pending[indices] = False
+            duplicates = self._duplicates(indices)
+            self.pending[duplicates] = False
+            groups.append(
+                Group(
+                    label=self.arrivals[0].label,
+                    arrivals=tuple(self.arrivals[i] for i in indices),
+                    solution=solution,
+                    duplicates=tuple(self.arrivals[i] for i in duplicates),
+                )
+            )
+        return groups
+
+    def _duplicates(self, members: np.ndarray) -> np.ndarray:
+        """Pending arrivals of a member's sensor within ``_DUPLICATE_WINDOW_S`` of it."""
+        window_m = _DUPLICATE_WINDOW_S * self.c
+        pending = np.flatnonzero(self.pending)
+        same = (self.sensor[pending][:, None] == self.sensor[members][None, :]) & (
+            np.abs(self.ranges_m[pending][:, None] - self.ranges_m[members][None, :]) <= window_m
+        )
+        return pending[same.any(axis=1)]
+
+    def _candidates(self, seed: int) -> np.ndarray:
         baseline_m = np.hypot(*(self.local[:, :2] - self.local[seed, :2]).T)
-        possible = np.abs(self.ranges_m - self.ranges_m[seed]) <= baseline_m + 2.0 * tolerance_m
+        possible = np.abs(self.ranges_m - self.ranges_m[seed]) <= baseline_m + 2.0 * self.settings.tolerance_m
         return np.flatnonzero(possible & self.pending & (self.sensor != self.sensor[seed]))
 
-    def _best_hypothesis(
-        self, seeds: np.ndarray, tolerance_m: float, *, size: int
-    ) -> tuple[int, np.ndarray] | None:
-        best: tuple[int, float, int, np.ndarray] | None = None  # (count, -msac, seed, members)
-        for seed in seeds:
-            candidates = self._candidates(int(seed), tolerance_m)
-            if len(np.unique(self.sensor[candidates])) < size - 1:
-                continue
-            sets = self._draw(int(seed), candidates, size)
-            if sets.size == 0:
-                continue
-            scored = self._score(sets, np.append(candidates, seed), tolerance_m)
-            if scored is None:
-                continue
-            count, msac, members = scored
-            if best is None or (count, -msac) > (best[0], best[1]):
-                best = (count, -msac, int(seed), members)
-        if best is None or best[0] < size:
+    def _seed_hypothesis(
+        self, seed: int, min_count: int
+    ) -> tuple[int, float, int, float, np.ndarray, np.ndarray] | None:
+        """Best hypothesis around ``seed``: (count, support, preceded, MSAC, members, candidates)."""
+        candidates = self._candidates(seed)
+        if len(np.unique(self.sensor[candidates])) < min_count - 1:
             return None
-        return best[2], best[3]
+        triples = self._draw(seed, candidates)
+        if triples.size == 0:
+            return None
+        scored = self._score(self._solve_triples(triples), np.append(candidates, seed))
+        if scored is None or scored[0] < min_count:
+            return None
+        return (*scored, candidates)
 
-    def _draw(self, seed: int, candidates: np.ndarray, size: int) -> np.ndarray:
-        """Index sets (seed + size-1 candidates of distinct sensors), shape (h, size)."""
+    def _draw(self, seed: int, candidates: np.ndarray) -> np.ndarray:
+        """Triples: the seed and two candidates of distinct sensors, compatible with each other."""
         sensors = self.sensor[candidates]
-        # Within each sensor, earlier arrivals are likelier direct: weight 1 / (rank + 1).
-        ranks = np.zeros(len(candidates))
-        for s in np.unique(sensors):
-            at = np.flatnonzero(sensors == s)
-            ranks[at] = np.arange(len(at))
-        weights = 1.0 / (ranks + 1.0)
-        k = size - 1
-        if len(candidates) <= 12:
-            combos = np.array(list(itertools.combinations(range(len(candidates)), k)), dtype=np.int64)
+        if len(candidates) <= _ENUMERATE_UP_TO:
+            pairs = np.array(list(itertools.combinations(range(len(candidates)), 2)), dtype=np.int64).reshape(-1, 2)
         else:
-            p = weights / weights.sum()
-            draws = [self.rng.choice(len(candidates), size=k, replace=False, p=p) for _ in range(_HYPOTHESES_PER_SEED)]
-            combos = np.array(draws, dtype=np.int64)
-        distinct = np.array([len(set(sensors[c])) == k for c in combos], dtype=bool)
-        combos = combos[distinct]
-        return np.column_stack([np.full(len(combos), seed), candidates[combos]]) if len(combos) else np.zeros(0)
+            # Within each sensor, earlier arrivals are likelier direct: weight 1 / (rank + 1).
+            ranks = np.zeros(len(candidates))
+            for sensor in np.unique(sensors):
+                at = np.flatnonzero(sensors == sensor)
+                ranks[at] = np.arange(len(at))
+            p = 1.0 / (ranks + 1.0)
+            p /= p.sum()
+            pairs = np.array(
+                [self.rng.choice(len(candidates), size=2, replace=False, p=p) for _ in range(_HYPOTHESES_PER_SEED)],
+                dtype=np.int64,
+            )
+        i, j = candidates[pairs[:, 0]], candidates[pairs[:, 1]]
+        baseline_m = np.hypot(*(self.local[i, :2] - self.local[j, :2]).T)
+        ok = (self.sensor[i] != self.sensor[j]) & (
+            np.abs(self.ranges_m[i] - self.ranges_m[j]) <= baseline_m + 2.0 * self.settings.tolerance_m
+        )
+        return np.column_stack([np.full(int(ok.sum()), seed), i[ok], j[ok]])
+
+    def _solve_triples(self, triples: np.ndarray) -> np.ndarray:
+        """Exact (x, y, tau) through each triple: up to two per triple, shape (2h, 3), NaN where none.
+
+        ``|p - s_i|^2 = (r_i - tau)^2`` is linear in (x, y, tau) given
+        ``w = x^2 + y^2 - tau^2``; substituting back gives a quadratic in w.
+        """
+        xy = self.local[triples][..., :2]
+        ranges = self.ranges_m[triples]
+        rhs = ranges**2 - (xy**2).sum(axis=-1) - self.height[triples]
+        design = np.concatenate([-2.0 * xy, 2.0 * ranges[..., None]], axis=-1)
+        scale = np.abs(design).max(axis=(1, 2))
+        ok = np.abs(np.linalg.det(design)) > 1e-9 * scale**3
+        solutions = np.full((2, len(triples), 3), np.nan)
+        if not ok.any():
+            return solutions.reshape(-1, 3)
+        u = np.linalg.solve(design[ok], rhs[ok][..., None])[..., 0]
+        v = np.linalg.solve(design[ok], -np.ones((int(ok.sum()), 3, 1)))[..., 0]
+        qa = v[:, 0] ** 2 + v[:, 1] ** 2 - v[:, 2] ** 2
+        qb = 2.0 * (u[:, 0] * v[:, 0] + u[:, 1] * v[:, 1] - u[:, 2] * v[:, 2]) - 1.0
+        qc = u[:, 0] ** 2 + u[:, 1] ** 2 - u[:, 2] ** 2
+        discriminant = qb**2 - 4.0 * qa * qc
+        root = np.sqrt(np.where(discriminant >= 0, discriminant, np.nan))
+        linear = np.abs(qa) < 1e-12
+        safe_qa = np.where(linear, 1.0, qa)
+        for k, sign in enumerate((-1.0, 1.0)):
+            w = np.where(linear, -qc / np.where(qb == 0, np.nan, qb), (-qb + sign * root) / (2.0 * safe_qa))
+            if k == 1:
+                w = np.where(linear, np.nan, w)
+            candidate = u + w[:, None] * v
+            causal = candidate[:, 2] <= ranges[ok].min(axis=1) + 1e-6
+            candidate[~causal] = np.nan
+            solutions[k, ok] = candidate
+        return solutions.reshape(-1, 3)
 
     def _score(
-        self, sets: np.ndarray, pool: np.ndarray, tolerance_m: float
-    ) -> tuple[int, float, np.ndarray] | None:
-        solutions = self._solve_sets(sets)
-        if solutions is None:
+        self, solutions: np.ndarray, pool: np.ndarray
+    ) -> tuple[int, float, int, float, np.ndarray] | None:
+        """Best hypothesis: (sensor count, support, preceded, MSAC cost, members).
+
+        Ranked by support (the summed quality of the best arrival of each sensor within
+        tolerance: with unit qualities, the sensor count), then fewest preceded, then MSAC.
+        """
+        tolerance_m = self.settings.tolerance_m
+        solutions = solutions[np.isfinite(solutions).all(axis=1)]
+        if len(solutions) == 0:
             return None
         # Residuals of every pool arrival under every hypothesis, shape (h, m).
         dx = solutions[:, None, 0] - self.local[pool, 0]
         dy = solutions[:, None, 1] - self.local[pool, 1]
         distance = np.sqrt(dx**2 + dy**2 + self.height[pool])
         residual = np.nan_to_num((self.ranges_m[pool] - solutions[:, None, 2]) - distance, nan=np.inf)
-        order = np.argsort(self.sensor[pool], kind="stable")
+        # Pool sorted by sensor, then time: per-sensor segments.
+        order = np.lexsort((self.ranges_m[pool], self.sensor[pool]))
         sensors = self.sensor[pool][order]
         starts = np.flatnonzero(np.r_[True, sensors[1:] != sensors[:-1]])
         capped = np.minimum(residual[:, order] ** 2, tolerance_m**2)
         best_per_sensor = np.minimum.reduceat(capped, starts, axis=1)
         counts = (best_per_sensor < tolerance_m**2).sum(axis=1)
         msac = best_per_sensor.sum(axis=1)
-        h = int(np.lexsort((msac, -counts))[0])
+        inlier_quality = np.where(capped < tolerance_m**2, self.quality[pool][order], 0.0)
+        support = np.maximum.reduceat(inlier_quality, starts, axis=1).sum(axis=1)
+        preceded = self._preceded(pool[order], capped < tolerance_m**2, starts)
+        h = int(np.lexsort((msac, preceded, -support))[0])
         inlier = np.abs(residual[h]) <= tolerance_m
-        members = _best_per_sensor(pool[inlier], np.abs(residual[h][inlier]), self.sensor)
-        return int(counts[h]), float(msac[h]), members
+        members = _best_per_sensor(pool[inlier], self.ranges_m[pool][inlier], self.sensor)
+        return int(counts[h]), float(support[h]), int(preceded[h]), float(msac[h]), members
 
-    def _solve_sets(self, sets: np.ndarray) -> np.ndarray | None:
-        """Linear (x, y, tau) for each index set: 4 rows exactly, 3 rows via the quadratic."""
-        xy = self.local[sets][..., :2]
-        ranges = self.ranges_m[sets]
-        rhs = ranges**2 - (xy**2).sum(axis=-1) - self.height[sets]
-        if sets.shape[1] == 4:
-            design = np.concatenate([-2.0 * xy, 2.0 * ranges[..., None], np.ones(ranges.shape + (1,))], axis=-1)
-            ok = np.abs(np.linalg.det(design)) > 1e-6 * np.abs(design).max(axis=(1, 2)) ** 3
-            if not ok.any():
-                return None
-            solutions = np.full((len(sets), 3), np.nan)
-            solutions[ok] = np.linalg.solve(design[ok], rhs[ok][..., None])[..., :3, 0]
-        else:
-            solutions = np.full((len(sets), 3), np.nan)
-            for h, members in enumerate(sets):
-                arrivals = [self.arrivals[i] for i in members]
-                solution = locate(arrivals, temperature_c=self.temperature_c, source_z_m=self.source_z_m)
-                if solution.status is SolveStatus.LOCATED and solution.position_m is not None:
-                    tau = self.c * (solution.origin_time_ns - self.reference_ns) / NS_PER_S  # type: ignore[operator]
-                    solutions[h] = [*(np.array(solution.position_m[:2]) - self.origin[:2]), tau]
-        causal = solutions[:, 2] <= ranges.min(axis=1) + 1e-6
-        solutions[~causal] = np.nan
-        return solutions if np.isfinite(solutions).any() else None
+    def _preceded(self, ordered: np.ndarray, inlier: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Per hypothesis, how many sensors' first inlier follows another pending arrival of that
+        sensor within ``_PRECEDE_WINDOW_S``: the direct sound comes first, an echo after it.
 
-    def _consensus(
-        self, members: np.ndarray, tolerance_m: float, min_sensors: int
-    ) -> tuple[np.ndarray, Solution] | None:
+        ``ordered`` are pool indices sorted by sensor, then time; ``inlier`` is (h, m) in
+        that order; ``starts`` are the first positions of each sensor's segment.
+        """
+        segment = np.zeros(len(ordered), dtype=np.int64)
+        segment[starts[1:]] = 1
+        segment = np.cumsum(segment)
+        has_previous = self._gap_to_previous()[ordered] <= _PRECEDE_WINDOW_S * self.c
+        running = np.cumsum(inlier, axis=1)
+        before = np.concatenate([np.zeros((len(inlier), 1), dtype=running.dtype), running], axis=1)[:, starts]
+        first_inlier = inlier & (running - before[:, segment] == 1)
+        return (first_inlier & has_previous).sum(axis=1)
+
+    def _gap_to_previous(self) -> np.ndarray:
+        """Per arrival, the range (m) since the previous pending arrival of its sensor (inf if none)."""
+        pending = np.flatnonzero(self.pending)
+        order = pending[np.lexsort((self.ranges_m[pending], self.sensor[pending]))]
+        gap = np.full(len(self.arrivals), np.inf)
+        same = self.sensor[order][1:] == self.sensor[order][:-1]
+        gap[order[1:][same]] = np.diff(self.ranges_m[order])[same]
+        return gap
+
+    def _consensus(self, members: np.ndarray) -> tuple[np.ndarray, Solution] | None:
+        tolerance_m, min_sensors = self.settings.tolerance_m, self.settings.min_sensors
         previous: set[int] = set()
         solution = None
         for _ in range(_CONSENSUS_ROUNDS):
@@ -254,9 +380,22 @@ class _Pool:
                 return None
             worst = int(np.argmax(np.abs(solution.residuals_m)))
             if abs(solution.residuals_m[worst]) <= tolerance_m:
-                return members, solution
+                return (members, solution) if self._participation(members, solution) else None
             members = np.delete(members, worst)
         return None
+
+    def _participation(self, members: np.ndarray, solution: Solution) -> bool:
+        """Did enough of the live sensors around the solution take part (see ``min_participation``)?"""
+        if self.settings.min_participation <= 0.0:
+            return True
+        assert solution.position_m is not None and solution.origin_time_ns is not None
+        p = np.array(solution.position_m[:2]) - self.origin[:2]
+        distance = np.hypot(*(self.local[:, :2] - p).T)
+        reach_m = 1.1 * distance[members].max() + 10.0
+        t0_ns = solution.origin_time_ns
+        alive = np.abs(np.array([a.arrival_time_ns for a in self.arrivals]) - t0_ns) <= _ALIVE_WINDOW_NS
+        expected = len(np.unique(self.sensor[alive & (distance <= reach_m)]))
+        return len(members) >= self.settings.min_participation * max(expected, len(members))
 
     def _locate(self, members: np.ndarray) -> Solution:
         return locate(
@@ -264,6 +403,7 @@ class _Pool:
         )
 
     def _inliers(self, solution: Solution, tolerance_m: float) -> np.ndarray:
+        """Pending arrivals the solution explains; per sensor the earliest (the shortest path)."""
         assert solution.position_m is not None and solution.origin_time_ns is not None
         p = np.array(solution.position_m) - self.origin
         tau = self.c * (solution.origin_time_ns - self.reference_ns) / NS_PER_S
@@ -271,14 +411,46 @@ class _Pool:
         distance = np.sqrt(((self.local[pool, :2] - p[:2]) ** 2).sum(axis=1) + self.height[pool])
         residual = np.abs((self.ranges_m[pool] - tau) - distance)
         inlier = residual <= tolerance_m
-        return _best_per_sensor(pool[inlier], residual[inlier], self.sensor)
+        return _best_per_sensor(pool[inlier], self.ranges_m[pool][inlier], self.sensor)
 
 
-def _best_per_sensor(indices: np.ndarray, abs_residual: np.ndarray, sensor: np.ndarray) -> np.ndarray:
-    """Of several arrivals per sensor keep the one with the smallest residual; sorted indices."""
+def _is_echo(members: np.ndarray, solution: Solution, earlier: Group, pool: _Pool) -> bool:
+    """Is this consensus a reflection of an accepted, larger group?
+
+    * **Mirror image.** A flat reflector makes an image source: consistent on every sensor
+      that hears the reflection, emitting at the *same* time as the real source and heard
+      later than the direct sound. So: emission within ``_IMAGE_WINDOW_S``, no more
+      members, and later than the earlier group's arrival on every shared sensor.
+    * **Late echo.** Emitted up to ``_ECHO_SHADOW_S`` after a group, heard only by sensors
+      that heard that group (each later than it), and either at most half its size or no
+      larger and located elsewhere (farther than ``_ECHO_MIN_OFFSET_M`` and both 95 %
+      radii). A burst of shots from one place is heard alike shot after shot and kept; a
+      second, quieter source in that shadow, on the same sensors, is given up.
+    """
+    if solution.origin_time_ns is None or earlier.solution.origin_time_ns is None:
+        return False
+    delay_s = (solution.origin_time_ns - earlier.solution.origin_time_ns) / NS_PER_S
+    direct = {a.sensor_id: a.arrival_time_ns for a in earlier.arrivals}
+    ours = [pool.arrivals[i] for i in members]
+    if abs(delay_s) <= _IMAGE_WINDOW_S and len(ours) <= len(direct):
+        return all(a.arrival_time_ns > direct[a.sensor_id] for a in ours if a.sensor_id in direct)
+    if not 0.0 < delay_s <= _ECHO_SHADOW_S or len(ours) > len(direct):
+        return False
+    if not all(a.sensor_id in direct and a.arrival_time_ns > direct[a.sensor_id] for a in ours):
+        return False
+    if 2 * len(ours) <= len(direct):
+        return True
+    assert solution.position_m is not None and earlier.solution.position_m is not None
+    offset_m = float(np.hypot(*np.subtract(solution.position_m[:2], earlier.solution.position_m[:2])))
+    radii_m = (solution.uncertainty_m or 0.0) + (earlier.solution.uncertainty_m or 0.0)
+    return offset_m > max(_ECHO_MIN_OFFSET_M, radii_m)
+
+
+def _best_per_sensor(indices: np.ndarray, rank_key: np.ndarray, sensor: np.ndarray) -> np.ndarray:
+    """Of several arrivals per sensor keep the one with the smallest ``rank_key``; sorted indices."""
     if indices.size == 0:
         return indices
-    order = np.lexsort((abs_residual, sensor[indices]))
+    order = np.lexsort((rank_key, sensor[indices]))
     chosen = indices[order]
     keep = np.r_[True, sensor[chosen][1:] != sensor[chosen][:-1]]
     return np.sort(chosen[keep])

@@ -77,6 +77,10 @@ class Arrival:
         Event class ("gunshot", …); association never mixes classes.
     detection_id : str
         Wire id of the detection this arrival came from ("" for pulses without one).
+    quality : float > 0
+        How likely this is a direct (first) arrival rather than an echo, in any consistent
+        unit (e.g. the picker's power jump in dB). Association prefers groups of high
+        quality; :func:`locate` ignores it.
     """
 
     sensor_id: str
@@ -85,6 +89,7 @@ class Arrival:
     uncertainty_ns: int = 1_000_000
     label: str = ""
     detection_id: str = ""
+    quality: float = 1.0
 
 
 class SolveStatus(enum.StrEnum):

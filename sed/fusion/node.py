@@ -2,7 +2,8 @@
 
 Receives detections, clips and heartbeats from sensors (:mod:`sed.fusion.receiver`),
 stores each before acknowledging it, associates and locates (:mod:`sed.fusion.incidents`)
-and commits incidents to the store before announcing them to ``on_incident``.
+and commits incidents to the store before announcing them to ``on_incident`` and, when
+``api.incident_feed_endpoint`` is set, on a ZeroMQ PUB socket a separate ``sed api`` follows.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import zmq
 
 from sed import wire
 from sed.config import ServerConfig, load_config
@@ -48,6 +51,11 @@ def run(
     on_ready : callable, optional
         Called with the bound endpoint once sensors can connect.
     """
+    publisher = None
+    if config.api.incident_feed_endpoint:  # a separate `sed api` follows committed incidents here
+        publisher = zmq.Context.instance().socket(zmq.PUB)
+        publisher.bind(config.api.incident_feed_endpoint)
+        log.info("announcing incidents on %s", config.api.incident_feed_endpoint)
     receiver = Receiver(
         bind_endpoint=config.fusion.bind_endpoint,
         secret_key_file=config.fusion.secret_key_file,
@@ -73,7 +81,11 @@ def run(
                 )
                 if on_incident is not None:
                     on_incident(incident)
+                if publisher is not None:
+                    publisher.send(wire.encode(incident), zmq.NOBLOCK)  # PUB never blocks; slow subscribers drop
     finally:
+        if publisher is not None:
+            publisher.close(linger=0)
         receiver.close()
         log.info("stopped (%s)", receiver.stats)
 

@@ -2,7 +2,9 @@
 
 Only sensors whose public key is in ``authorized_keys_dir`` complete the handshake; the
 ZAP handler maps each key to the sensor id named by its file, and every message must
-carry that sensor id (a sensor cannot speak for another). Oversized messages are cut by
+carry that sensor id or one of its stream ids ``<sensor id>.<suffix>`` (the channels of
+a multi-microphone sensor) that is not itself a registered sensor: a sensor cannot speak
+for another. Oversized messages are cut by
 ``ZMQ_MAXMSGSIZE``; malformed ones are logged (one line each), counted and dropped.
 """
 
@@ -117,12 +119,17 @@ class Receiver:
                 log.warning("sensor %s: %s", sensor_id, exc)
                 continue
             claimed = getattr(message, "sensor_id", sensor_id)
-            if claimed != sensor_id:
+            if claimed != sensor_id and not self._is_stream_of(claimed, sensor_id):
                 self.stats.rejected += 1
-                log.warning("sensor %s sent a %s claiming sensor %r; dropped", sensor_id, type(message).__name__, claimed)
+                kind = type(message).__name__
+                log.warning("sensor %s sent a %s claiming sensor %r; dropped", sensor_id, kind, claimed)
                 continue
             self.stats.received += 1
             envelopes.append(Envelope(routing_id=routing.bytes, sensor_id=sensor_id, message=message))
+
+    def _is_stream_of(self, claimed: str, sensor_id: str) -> bool:
+        """``claimed`` is a stream id of ``sensor_id`` and not a sensor registered in its own right."""
+        return claimed.startswith(f"{sensor_id}.") and claimed not in self._provider.keys.values()
 
     def ack(self, routing_id: bytes, message_ids: list[str]) -> None:
         """Tell one sensor connection that these messages are stored."""

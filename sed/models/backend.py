@@ -59,7 +59,9 @@ class OnnxBackend:
         inputs = {i.name: i for i in self._session.get_inputs()}
         outputs = {o.name: o for o in self._session.get_outputs()}
         if meta.input_name not in inputs:
-            raise ModelError(f"{self.path}: metadata field 'input_name' = {meta.input_name!r}; graph has {sorted(inputs)}")
+            raise ModelError(
+                f"{self.path}: metadata field 'input_name' = {meta.input_name!r}; graph has {sorted(inputs)}"
+            )
         if meta.output_name not in outputs:
             raise ModelError(
                 f"{self.path}: metadata field 'output_name' = {meta.output_name!r}; graph has {sorted(outputs)}"

@@ -10,9 +10,10 @@ Timing conventions (absolute sample indices since :meth:`StreamingDetector.reset
 - score ``k`` looks at samples ``[k * hop_samples, k * hop_samples + window_samples)``;
 - an event is *emitted once*, by the :meth:`~StreamingDetector.push` that completes the
   window confirming it, with a search span ``[search_start_sample, search_stop_sample)``
-  = the first window scoring above ``on`` widened by one hop to the left
-  (``window_samples + hop_samples`` long, 1.31 s for the shipped model), and
-  ``onset_sample`` = the frame of largest spectral flux in that span;
+  = the first window scoring above ``on`` widened by two hops to the left
+  (``window_samples + 2 * hop_samples`` long, 1.47 s for the shipped model), and
+  ``onset_sample`` = the earliest frame in that span whose spectral flux reaches half
+  the span's largest;
 - when an event ends, :meth:`~StreamingDetector.pop_finished` returns it again with
   ``offset_sample`` set (the end of the last window above ``off``, less one window plus
   one hop: the sound has left the window that follows).
@@ -34,6 +35,8 @@ from sed.models.metadata import ClassThresholds, ModelMetadata
 
 #: Seconds of onset-strength history kept per stream (bounds how far back a span may reach).
 _HISTORY_S = 8.0
+#: Hops the search span reaches before the first window above ``on`` (sounds that build up).
+_SPAN_LEFT_HOPS = 2
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -192,7 +195,9 @@ class StreamingDetector:
         self._update_flux(frames)
         self._append(frames)
         meta = self.metadata
-        n_scores = 0 if self._n_feat < meta.window_frames else 1 + (self._n_feat - meta.window_frames) // meta.hop_frames
+        n_scores = (
+            0 if self._n_feat < meta.window_frames else 1 + (self._n_feat - meta.window_frames) // meta.hop_frames
+        )
         if n_scores == 0:
             return []
         used = meta.window_frames + (n_scores - 1) * meta.hop_frames
@@ -202,8 +207,7 @@ class StreamingDetector:
         self._n_feat -= consumed
         self._feat_base += consumed
         np.maximum(self._max_scores, scores.max(axis=2), out=self._max_scores)
-        confirmed, finished = self._tracker.push(scores)
-        return self._convert(confirmed, finished)
+        return self._convert(self._tracker.push(scores))
 
     def flush(self) -> list[DetectorEvent]:
         """End of stream: push one window of silence, then finish every live event.
@@ -218,7 +222,7 @@ class StreamingDetector:
 
     def finish(self) -> None:
         """End every live event at the last window scored; they go to :meth:`pop_finished`."""
-        self._convert([], self._tracker.close())
+        self._convert(self._tracker.close())
 
     def pop_finished(self) -> list[DetectorEvent]:
         """Events that ended since the last call, with ``offset_sample`` and their peak score."""
@@ -246,7 +250,8 @@ class StreamingDetector:
         self._flux[:, -n:] = flux[:, -n:]
 
     def _onset(self, stream: int, start_sample: int, stop_sample: int) -> int:
-        """Sample of the largest flux among frames starting in ``[start, stop - n_fft]``."""
+        """Onset estimate: the earliest frame in ``[start, stop - n_fft]`` whose spectral flux
+        reaches half the span's largest (the first of several shots, not the loudest)."""
         p = self.metadata.frontend
         n_frames_total = self._frontend.n_frames_out
         first_kept = n_frames_total - self._history_frames
@@ -255,14 +260,18 @@ class StreamingDetector:
         if hi <= lo:
             return start_sample
         column = self._flux[stream, lo - first_kept : hi - first_kept]
-        best_frame = lo + int(np.argmax(column))
+        best_frame = lo + int(np.argmax(column >= 0.5 * column.max()))
         return best_frame * p.hop_length_samples + p.n_fft // 2
 
-    def _convert(self, confirmed: list[ScoreEvent], finished: list[ScoreEvent]) -> list[DetectorEvent]:
+    def _convert(self, changes: list[ScoreEvent]) -> list[DetectorEvent]:
+        """Confirmations -> returned events; finishes -> :meth:`pop_finished` (order kept)."""
         meta = self.metadata
         out = []
-        for ev in confirmed:
-            start = max(0, ev.first_index * meta.hop_samples - meta.hop_samples)
+        for ev in changes:
+            if ev.last_index >= 0:
+                self._finish(ev)
+                continue
+            start = max(0, (ev.first_index - _SPAN_LEFT_HOPS) * meta.hop_samples)
             stop = ev.first_index * meta.hop_samples + meta.window_samples
             event = DetectorEvent(
                 stream_index=ev.stream_index,
@@ -275,13 +284,14 @@ class StreamingDetector:
             )
             self._live[(ev.stream_index, ev.class_index)] = event
             out.append(event)
-        for ev in finished:
-            live = self._live.pop((ev.stream_index, ev.class_index), None)
-            if live is None:  # pragma: no cover - every finished event was confirmed first
-                continue
-            offset = max(live.onset_sample + 1, ev.last_index * meta.hop_samples + meta.hop_samples)
-            self._finished.append(dataclasses.replace(live, score=float(ev.peak_score), offset_sample=int(offset)))
         return out
+
+    def _finish(self, ev: ScoreEvent) -> None:
+        live = self._live.pop((ev.stream_index, ev.class_index), None)
+        if live is None:  # pragma: no cover - every finished event was confirmed first
+            return
+        offset = max(live.onset_sample + 1, ev.last_index * self.metadata.hop_samples + self.metadata.hop_samples)
+        self._finished.append(dataclasses.replace(live, score=float(ev.peak_score), offset_sample=int(offset)))
 
 
 def _merge_thresholds(

@@ -67,7 +67,7 @@ class EventTracker:
         self._peak = np.zeros(shape, dtype=np.float32)
         self.n_scores_seen = 0
 
-    def push(self, scores: np.ndarray) -> tuple[list[ScoreEvent], list[ScoreEvent]]:
+    def push(self, scores: np.ndarray) -> list[ScoreEvent]:
         """Advance over new scores.
 
         Parameters
@@ -76,23 +76,21 @@ class EventTracker:
 
         Returns
         -------
-        confirmed, finished : list of ScoreEvent
-            Events confirmed in this block (each reported once), and events that ended.
+        list of ScoreEvent
+            Confirmations (``last_index == -1``, each event reported once) and finishes
+            (``last_index >= 0``), in order of occurrence for each (stream, class).
         """
         base = self.n_scores_seen
         self.n_scores_seen += scores.shape[2]
-        confirmed: list[ScoreEvent] = []
-        finished: list[ScoreEvent] = []
+        out: list[ScoreEvent] = []
         if scores.shape[2] == 0:
-            return confirmed, finished
+            return out
         busy = (scores >= self._off).any(axis=2) | (self._state != _IDLE)
         for s, c in zip(*np.nonzero(busy), strict=True):
-            self._advance(int(s), int(c), scores[s, c], base, confirmed, finished)
-        return confirmed, finished
+            self._advance(int(s), int(c), scores[s, c], base, out)
+        return out
 
-    def _advance(
-        self, s: int, c: int, row: np.ndarray, base: int, confirmed: list[ScoreEvent], finished: list[ScoreEvent]
-    ) -> None:
+    def _advance(self, s: int, c: int, row: np.ndarray, base: int, out: list[ScoreEvent]) -> None:
         th = self.thresholds[c]
         state, first, n_on, peak = self._state[s, c], self._first[s, c], self._n_on[s, c], float(self._peak[s, c])
         for offset, value in enumerate(row.tolist()):
@@ -104,7 +102,7 @@ class EventTracker:
                     continue
             elif value < th.off:
                 if state == _ACTIVE:
-                    finished.append(ScoreEvent(s, c, int(first), int(self._confirm[s, c]), k - 1, peak))
+                    out.append(ScoreEvent(s, c, int(first), int(self._confirm[s, c]), k - 1, peak))
                 state = _IDLE
                 continue
             else:
@@ -113,14 +111,20 @@ class EventTracker:
             if state == _CANDIDATE and n_on >= th.min_hops:
                 state = _ACTIVE
                 self._confirm[s, c] = k
-                confirmed.append(ScoreEvent(s, c, int(first), k, -1, peak))
+                out.append(ScoreEvent(s, c, int(first), k, -1, peak))
         self._state[s, c], self._first[s, c], self._n_on[s, c], self._peak[s, c] = state, first, n_on, peak
 
     def close(self) -> list[ScoreEvent]:
         """Finish every active event at the last score seen (end of stream); then reset."""
         finished = [
-            ScoreEvent(int(s), int(c), int(self._first[s, c]), int(self._confirm[s, c]), self.n_scores_seen - 1,
-                       float(self._peak[s, c]))
+            ScoreEvent(
+                int(s),
+                int(c),
+                int(self._first[s, c]),
+                int(self._confirm[s, c]),
+                self.n_scores_seen - 1,
+                float(self._peak[s, c]),
+            )
             for s, c in zip(*np.nonzero(self._state == _ACTIVE), strict=True)
         ]
         self.reset()

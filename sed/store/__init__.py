@@ -1,5 +1,26 @@
-"""Storage shared by the fusion node (writes) and the API (reads)."""
+"""Storage shared by the fusion node (writes) and the API (reads, reviews, accounts, webhooks)."""
 
-from sed.store.store import SensorRecord, Store, StoredDetection
+from sed.store.accounts import AuditEntry, ConflictError, Role, User
+from sed.store.area import Area
+from sed.store.evidence import ReviewedClip, StoredClip
+from sed.store.store import STATUS_AFTER, Review, ReviewAction, SensorRecord, Store, StoredDetection
+from sed.store.webhooks import Delivery, DeliveryStatus, Rule
 
-__all__ = ["SensorRecord", "Store", "StoredDetection"]
+__all__ = [
+    "STATUS_AFTER",
+    "Area",
+    "AuditEntry",
+    "ConflictError",
+    "Delivery",
+    "DeliveryStatus",
+    "Review",
+    "ReviewAction",
+    "ReviewedClip",
+    "Role",
+    "Rule",
+    "SensorRecord",
+    "Store",
+    "StoredClip",
+    "StoredDetection",
+    "User",
+]

@@ -7,6 +7,7 @@ anywhere else. Writes are idempotent where the wire is (a resent detection is st
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
@@ -14,7 +15,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from sed import wire
 from sed.errors import WireError
+from sed.store import migrate
 from sed.store import tables as t
+from sed.store.accounts import Accounts
+from sed.store.area import Area
+from sed.store.evidence import Evidence
+from sed.store.webhooks import Webhooks
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -30,6 +36,34 @@ class SensorRecord:
     position: wire.Position | None
     last_seen_ns: int
     heartbeat: wire.Heartbeat | None
+    description: str | None = None
+
+
+class ReviewAction(enum.StrEnum):
+    """What an operator can do with an incident; all but ``note`` set its status."""
+
+    ACKNOWLEDGE = "acknowledge"
+    CONFIRM = "confirm"
+    FALSE_ALARM = "false_alarm"
+    NOTE = "note"
+
+
+#: The status each review action leaves an incident in.
+STATUS_AFTER: dict[ReviewAction, wire.IncidentStatus] = {
+    ReviewAction.ACKNOWLEDGE: wire.IncidentStatus.ACKNOWLEDGED,
+    ReviewAction.CONFIRM: wire.IncidentStatus.CONFIRMED,
+    ReviewAction.FALSE_ALARM: wire.IncidentStatus.FALSE_ALARM,
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Review:
+    review_id: int
+    incident_id: str
+    username: str
+    action: ReviewAction
+    text: str | None
+    at_ns: int
 
 
 class Store:
@@ -42,6 +76,7 @@ class Store:
     """
 
     def __init__(self, url: str) -> None:
+        """Open the database and bring its schema to the current revision (Alembic)."""
         self.url = url
         is_sqlite = url.startswith("sqlite")
         self.engine = sa.create_engine(
@@ -51,7 +86,10 @@ class Store:
         )
         if is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        t.metadata.create_all(self.engine)
+        migrate.upgrade(self.engine)
+        self.accounts = Accounts(self.engine)
+        self.evidence = Evidence(self.engine)
+        self.webhooks = Webhooks(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -94,9 +132,11 @@ class Store:
 
     def _insert_once(self, table: sa.Table, row: dict[str, object]) -> bool:
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
-        statement = dialect.insert(table).values(**row).on_conflict_do_nothing()
+        key = next(iter(table.primary_key.columns))
+        # RETURNING, not rowcount: psycopg reports -1 rows for INSERT … ON CONFLICT DO NOTHING.
+        statement = dialect.insert(table).values(**row).on_conflict_do_nothing().returning(key)
         with self.engine.begin() as conn:
-            return conn.execute(statement).rowcount == 1
+            return conn.execute(statement).first() is not None
 
     def record_heartbeat(self, heartbeat: wire.Heartbeat, *, received_at_ns: int) -> None:
         """Remember a sensor's latest heartbeat (and position, when it sends one)."""
@@ -135,17 +175,20 @@ class Store:
             "cov_xy_m2": cov[1],
             "cov_yy_m2": cov[2],
             "n_shots": incident.n_shots,
-            "status": str(incident.status),
             "updated_at_ns": updated_at_ns,
         }
         with self.engine.begin() as conn:
+            # The status belongs to the operators once the incident exists: a new shot does not reset it.
             updated = conn.execute(
                 t.incidents.update().where(t.incidents.c.incident_id == incident.incident_id).values(**values)
             )
             if updated.rowcount == 0:
                 conn.execute(
                     t.incidents.insert().values(
-                        incident_id=incident.incident_id, created_at_ns=incident.created_at_ns, **values
+                        incident_id=incident.incident_id,
+                        created_at_ns=incident.created_at_ns,
+                        status=str(incident.status),
+                        **values,
                     )
                 )
             conn.execute(
@@ -163,10 +206,14 @@ class Store:
         until_ns: int | None = None,
         labels: Iterable[wire.Label] | None = None,
         statuses: Iterable[wire.IncidentStatus] | None = None,
+        area: Area | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[wire.Incident]:
-        """Incidents, newest origin first, filtered by origin time, class and status."""
+        """Incidents, newest origin first, filtered by origin time, class, status and area.
+
+        An area excludes incidents without a position.
+        """
         query = sa.select(t.incidents).order_by(t.incidents.c.origin_time_ns.desc()).limit(limit).offset(offset)
         if since_ns is not None:
             query = query.where(t.incidents.c.origin_time_ns >= since_ns)
@@ -176,6 +223,15 @@ class Store:
             query = query.where(t.incidents.c.label.in_([str(label) for label in labels]))
         if statuses:
             query = query.where(t.incidents.c.status.in_([str(status) for status in statuses]))
+        if area is not None:
+            for column, bound, lower in (
+                (t.incidents.c.x_m, area.x_min_m, True),
+                (t.incidents.c.x_m, area.x_max_m, False),
+                (t.incidents.c.y_m, area.y_min_m, True),
+                (t.incidents.c.y_m, area.y_max_m, False),
+            ):
+                if bound is not None:
+                    query = query.where(column >= bound if lower else column <= bound)
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
             members = self._members(conn, [row["incident_id"] for row in rows])
@@ -183,10 +239,66 @@ class Store:
 
     def get_incident(self, incident_id: str) -> wire.Incident | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(t.incidents).where(t.incidents.c.incident_id == incident_id)).mappings().first()
+            row = (
+                conn.execute(sa.select(t.incidents).where(t.incidents.c.incident_id == incident_id)).mappings().first()
+            )
             if row is None:
                 return None
             return _incident(row, self._members(conn, [incident_id]).get(incident_id, []))
+
+    def review_incident(
+        self, incident_id: str, *, username: str, action: ReviewAction, text: str | None, at_ns: int
+    ) -> wire.Incident | None:
+        """Record an operator's review and set the incident's status, in one transaction.
+
+        Returns the updated incident, or ``None`` if there is no such incident.
+        """
+        with self.engine.begin() as conn:
+            if action in STATUS_AFTER:
+                changed = conn.execute(
+                    t.incidents.update()
+                    .where(t.incidents.c.incident_id == incident_id)
+                    .values(status=str(STATUS_AFTER[action]), updated_at_ns=at_ns)
+                ).rowcount
+            else:
+                changed = conn.execute(
+                    sa.select(sa.func.count()).select_from(t.incidents).where(t.incidents.c.incident_id == incident_id)
+                ).scalar_one()
+            if not changed:
+                return None
+            conn.execute(
+                t.reviews.insert().values(
+                    incident_id=incident_id, username=username, action=str(action), text=text, at_ns=at_ns
+                )
+            )
+        return self.get_incident(incident_id)
+
+    def reviews_of(self, incident_id: str) -> list[Review]:
+        """The review trail of an incident, oldest first."""
+        query = sa.select(t.reviews).where(t.reviews.c.incident_id == incident_id).order_by(t.reviews.c.review_id)
+        with self.engine.connect() as conn:
+            return [
+                Review(
+                    review_id=row["review_id"],
+                    incident_id=row["incident_id"],
+                    username=row["username"],
+                    action=ReviewAction(row["action"]),
+                    text=row["text"],
+                    at_ns=row["at_ns"],
+                )
+                for row in conn.execute(query).mappings()
+            ]
+
+    def describe_sensor(self, sensor_id: str, description: str | None) -> bool:
+        """Set an admin's note on a sensor (where it stands); ``False`` if the sensor is unknown."""
+        with self.engine.begin() as conn:
+            statement = t.sensors.update().where(t.sensors.c.sensor_id == sensor_id).values(description=description)
+            return conn.execute(statement).rowcount == 1
+
+    def forget_sensor(self, sensor_id: str) -> bool:
+        """Remove a decommissioned sensor from the list (it reappears if it speaks again)."""
+        with self.engine.begin() as conn:
+            return conn.execute(t.sensors.delete().where(t.sensors.c.sensor_id == sensor_id)).rowcount == 1
 
     def detections_of(self, incident_id: str) -> list[StoredDetection]:
         """The detections that contributed to an incident, earliest arrival first."""
@@ -197,6 +309,11 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [_stored_detection(row) for row in conn.execute(query).mappings()]
+
+    def ping(self) -> None:
+        """Raise if the database does not answer."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     def count_detections(self) -> int:
         with self.engine.connect() as conn:
@@ -211,6 +328,7 @@ class Store:
                 position=None if row["x_m"] is None else wire.Position(x_m=row["x_m"], y_m=row["y_m"], z_m=row["z_m"]),
                 last_seen_ns=row["last_seen_ns"],
                 heartbeat=_heartbeat(row["heartbeat"]),
+                description=row["description"],
             )
             for row in rows
         ]
@@ -283,4 +401,4 @@ def _heartbeat(data: bytes | None) -> wire.Heartbeat | None:
     return message if isinstance(message, wire.Heartbeat) else None
 
 
-__all__ = ["SensorRecord", "Store", "StoredDetection"]
+__all__ = ["STATUS_AFTER", "Area", "Review", "ReviewAction", "SensorRecord", "Store", "StoredDetection"]

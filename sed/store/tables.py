@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-metadata = sa.MetaData()
+#: Constraint names are fixed so migrations can refer to them on SQLite (batch mode) and PostgreSQL alike.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 sensors = sa.Table(
     "sensors",
@@ -18,6 +26,7 @@ sensors = sa.Table(
     sa.Column("z_m", sa.Float, nullable=True),
     sa.Column("last_seen_ns", sa.BigInteger, nullable=False),
     sa.Column("heartbeat", sa.LargeBinary, nullable=True),  # the last wire.Heartbeat, msgpack
+    sa.Column("description", sa.String(200), nullable=True),  # set by an admin: where the pole stands
 )
 
 incidents = sa.Table(
@@ -57,9 +66,7 @@ detections = sa.Table(
     sa.Column("clock_status", sa.String(16), nullable=False),
     sa.Column("model_version", sa.String(64), nullable=False),
     sa.Column("received_at_ns", sa.BigInteger, nullable=False),
-    sa.Column(
-        "incident_id", sa.String(96), sa.ForeignKey("incidents.incident_id"), nullable=True, index=True
-    ),
+    sa.Column("incident_id", sa.String(96), sa.ForeignKey("incidents.incident_id"), nullable=True, index=True),
 )
 
 clips = sa.Table(
@@ -74,4 +81,91 @@ clips = sa.Table(
     sa.Column("received_at_ns", sa.BigInteger, nullable=False, index=True),
 )
 
-__all__ = ["clips", "detections", "incidents", "metadata", "sensors"]
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),  # argon2id, PHC string
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at_ns", sa.BigInteger, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),  # the token itself is never stored
+    sa.Column(
+        "username", sa.String(64), sa.ForeignKey("users.username", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("label", sa.String(64), nullable=False),
+    sa.Column("created_at_ns", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_ns", sa.BigInteger, nullable=True),  # None: until revoked
+)
+
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("review_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.String(96), sa.ForeignKey("incidents.incident_id"), nullable=False, index=True),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text, nullable=True),  # reason of a false alarm, or a note
+    sa.Column("at_ns", sa.BigInteger, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at_ns", sa.BigInteger, nullable=False, index=True),
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(128), nullable=False),
+    sa.Column("remote_addr", sa.String(64), nullable=True),
+)
+
+webhook_rules = sa.Table(
+    "webhook_rules",
+    metadata,
+    sa.Column("rule_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("url", sa.String(500), nullable=False),
+    sa.Column("labels", sa.String(200), nullable=False),  # comma-separated; empty: every class
+    sa.Column("min_score", sa.Float, nullable=False),
+    sa.Column("x_min_m", sa.Float, nullable=True),
+    sa.Column("x_max_m", sa.Float, nullable=True),
+    sa.Column("y_min_m", sa.Float, nullable=True),
+    sa.Column("y_max_m", sa.Float, nullable=True),
+    sa.Column("secret", sa.String(200), nullable=True),  # None: the server's api.webhook_secret
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at_ns", sa.BigInteger, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "rule_id", sa.Integer, sa.ForeignKey("webhook_rules.rule_id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("incident_id", sa.String(96), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("updated_at_ns", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("rule_id", "incident_id", name="uq_delivery_rule_incident"),
+)
+
+__all__ = [
+    "audit_log",
+    "clips",
+    "detections",
+    "incidents",
+    "metadata",
+    "reviews",
+    "sensors",
+    "tokens",
+    "users",
+    "webhook_deliveries",
+    "webhook_rules",
+]

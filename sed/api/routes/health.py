@@ -1,4 +1,4 @@
-"""Liveness: answers without authentication."""
+"""Liveness: the only endpoint that answers without authentication."""
 
 from __future__ import annotations
 
@@ -13,5 +13,5 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health, summary="The API is up and its database answers")
 def healthz(store: StoreDep) -> Health:
-    store.count_detections()  # raises (500) when the database is unreachable
+    store.ping()  # raises (500) when the database is unreachable
     return Health(version=__version__)

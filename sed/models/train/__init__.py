@@ -23,17 +23,25 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     from sed.models.detector import default_model_path
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=None, help="events folder with manifest.csv "
-                        "(default: ../shared/data/events)")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="events folder with manifest.csv (default: ../shared/data/events)"
+    )
     parser.add_argument("--out", type=Path, default=default_model_path(), help="ONNX file to write")
-    parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "sed", help="decoded-clip cache (outside the repository)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sed",
+        help="decoded-clip cache (outside the repository)",
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps per epoch")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: shared machine)")
-    parser.add_argument("--max-clips", type=int, default=None, help="use at most this many clips per split (smoke runs)")
+    parser.add_argument(
+        "--max-clips", type=int, default=None, help="use at most this many clips per split (smoke runs)"
+    )
+    parser.add_argument("--no-teacher", action="store_true", help="do not use YAMNet to locate events in long clips")
     parser.add_argument("--version", default=None, help="model version string (default: sed-<date>)")
     return parser
 
@@ -54,8 +62,12 @@ def main(argv: list[str], *, prog: str = "sed train") -> int:
         raise ConfigError("no data: pass --data DIR or set SED_SHARED_DATA (../shared/data absent)")
     overrides = {
         name: value
-        for name, value in (("epochs", args.epochs), ("steps_per_epoch", args.steps), ("batch_size", args.batch_size),
-                            ("seed", args.seed))
+        for name, value in (
+            ("epochs", args.epochs),
+            ("steps_per_epoch", args.steps),
+            ("batch_size", args.batch_size),
+            ("seed", args.seed),
+        )
         if value is not None
     }
     config = dataclasses.replace(TrainConfig(), **overrides)
@@ -67,10 +79,18 @@ def main(argv: list[str], *, prog: str = "sed train") -> int:
     train_data = load_clips(root, splits["train"], sample_rate_hz=rate, cache_dir=args.cache_dir)
     dev_data = load_clips(root, splits["dev"], sample_rate_hz=rate, cache_dir=args.cache_dir)
     version = args.version or f"sed-tcnn-{config.seed}"
-    result = train(train_data, dev_data, config, version=version)
+    teacher = None
+    if not args.no_teacher:
+        from sed.models.train.teacher import teacher_peaks
+
+        key = args.cache_dir / f"teacher_{len(train_data)}_{int(train_data.offsets[-1])}.npz"
+        teacher = teacher_peaks(train_data, cache=key)
+    result = train(train_data, dev_data, config, version=version, teacher=teacher)
     save(result, args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB); thresholds "
-          + ", ".join(f"{k} on={v.on:.3f}" for k, v in result.metadata.thresholds.items()))
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB); thresholds "
+        + ", ".join(f"{k} on={v.on:.3f}" for k, v in result.metadata.thresholds.items())
+    )
     return 0
 
 

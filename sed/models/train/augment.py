@@ -55,8 +55,15 @@ class BatchSampler:
     """
 
     def __init__(
-        self, data: ClipAudio, labels: tuple[str, ...], *, n_samples: int, rng: np.random.Generator,
+        self,
+        data: ClipAudio,
+        labels: tuple[str, ...],
+        *,
+        n_samples: int,
+        rng: np.random.Generator,
         config: AugmentConfig | None = None,
+        teacher_centres: np.ndarray | None = None,
+        teacher_scores: np.ndarray | None = None,
     ) -> None:
         self.data = data
         self.labels = labels
@@ -64,8 +71,33 @@ class BatchSampler:
         self.rng = rng
         self.config = config or AugmentConfig()
         self.rate_hz = data.sample_rate_hz
-        self.by_label = {label: [i for i, c in enumerate(data.clips) if c.label == label] for label in labels}
-        self.negatives = [i for i, c in enumerate(data.clips) if c.label not in labels]
+        n = len(data)
+        self.centres = teacher_centres if teacher_centres is not None else np.full(n, -1, np.int64)
+        self.teacher = teacher_scores if teacher_scores is not None else np.zeros(n, np.float32)
+        # positives: a source with probability ~ sqrt(its clips), then a clip of it, so large
+        # sources do not drown small ones and tiny ones are not repeated to death
+        self.by_label: dict[str, list[list[int]]] = {}
+        self.source_weights: dict[str, np.ndarray] = {}
+        for label in labels:
+            sources: dict[str, list[int]] = {}
+            for i, c in enumerate(data.clips):
+                if c.label == label:
+                    sources.setdefault(c.source.rstrip("0123456789").replace("sesatest", "sesatrain"), []).append(i)
+            self.by_label[label] = list(sources.values())
+            weights = np.sqrt([len(rows) for rows in self.by_label[label]])
+            self.source_weights[label] = weights / weights.sum() if len(weights) else weights
+        # negatives: sub-classes weighted by the square root of their size
+        subclasses: dict[str, list[int]] = {}
+        for i, c in enumerate(data.clips):
+            if c.label not in labels:
+                subclasses.setdefault(c.subclass.split(":")[0], []).append(i)
+        self.negative_groups = list(subclasses.values())
+        weights = np.sqrt([len(g) for g in self.negative_groups])
+        self.negative_weights = weights / weights.sum() if len(weights) else weights
+        self.negatives = [i for group in self.negative_groups for i in group]
+        self.group_members: dict[str, list[int]] = {}
+        for i, c in enumerate(data.clips):
+            self.group_members.setdefault(c.group, []).append(i)
         empty = [label for label, rows in self.by_label.items() if not rows]
         if empty or not self.negatives:
             raise ValueError(f"training clips lack label(s) {empty or ['negative']}")
@@ -77,17 +109,31 @@ class BatchSampler:
         for b in range(batch_size):
             if self.rng.random() < self.config.p_positive:
                 k = int(self.rng.integers(len(self.labels)))
-                index = int(self.rng.choice(self.by_label[self.labels[k]]))
+                sources = self.by_label[self.labels[k]]
+                source = sources[int(self.rng.choice(len(sources), p=self.source_weights[self.labels[k]]))]
+                index = int(source[int(self.rng.integers(len(source)))])
                 targets[b, k] = 1.0
             else:
-                index = int(self.rng.choice(self.negatives))
+                group = self.negative_groups[int(self.rng.choice(len(self.negative_groups), p=self.negative_weights))]
+                index = int(group[int(self.rng.integers(len(group)))])
             audio[b] = self.example(index)
         return audio, targets
+
+    def _source_wave(self, index: int) -> np.ndarray:
+        """The clip, or for short chunks of a multi-chunk upload (weak bag labels), 1–4 chunks of
+        that upload in a row: the bag, not each chunk, is known to hold the event."""
+        wave = self.data.waveform(index)
+        members = self.group_members[self.data.clips[index].group]
+        if len(wave) * 2 < self.n_samples and len(members) > 1 and self.rng.random() < 0.5:
+            extra = self.rng.choice(members, size=min(3, len(members)), replace=False)
+            wave = np.concatenate([wave, *[self.data.waveform(int(j)) for j in extra]])[: self.n_samples]
+        return wave
 
     def example(self, index: int) -> np.ndarray:
         cfg, rng = self.config, self.rng
         crop = np.zeros(self.n_samples, np.float32)
-        _place(crop, self.data.waveform(index), rng)
+        centre = int(self.centres[index]) if self.teacher[index] >= 0.2 else -1
+        _place(crop, self._source_wave(index), rng, centre=centre)
         event_rms = _active_rms(crop)
         if rng.random() < cfg.p_background:
             background = np.zeros(self.n_samples, np.float32)
@@ -116,17 +162,26 @@ class BatchSampler:
         return crop.astype(np.float32)
 
 
-def _place(out: np.ndarray, wave: np.ndarray, rng: np.random.Generator, *, fill: bool = False) -> None:
-    """Copy ``wave`` into ``out``: a random crop of long clips (biased to hold the loudest
-    part), or the whole clip at a random position (tiled when ``fill``) for short ones."""
+def _place(
+    out: np.ndarray, wave: np.ndarray, rng: np.random.Generator, *, fill: bool = False, centre: int = -1
+) -> None:
+    """Copy ``wave`` into ``out``: a random crop of long clips (holding ``centre`` when given,
+    else biased to hold the loudest part), or the whole clip at a random position (tiled
+    when ``fill``) for short ones."""
     n = len(out)
     if len(wave) >= n:
         if fill:
             start = int(rng.integers(len(wave) - n + 1))
+        elif 0 <= centre < len(wave):
+            start = int(np.clip(centre - rng.uniform(n / 8, 7 * n / 8), 0, len(wave) - n))
         else:
             peak = int(np.argmax(np.abs(wave)))
             lo, hi = max(0, peak - n + n // 8), min(len(wave) - n, peak - n // 8)
-            start = int(rng.integers(lo, hi + 1)) if hi >= lo and rng.random() < 0.7 else int(rng.integers(len(wave) - n + 1))
+            start = (
+                int(rng.integers(lo, hi + 1))
+                if hi >= lo and rng.random() < 0.7
+                else int(rng.integers(len(wave) - n + 1))
+            )
         out[:] = wave[start : start + n]
     elif fill:
         reps = int(np.ceil(n / max(1, len(wave))))

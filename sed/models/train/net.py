@@ -25,9 +25,9 @@ class NetConfig:
     """Layer plan: ``(out_channels, stride)`` per 3-tap convolution, then a max-pool over
     ``pool_scores`` positions and a 1×1 classifier with ``head_channels`` hidden units."""
 
-    layers: tuple[tuple[int, int], ...] = ((64, 1), (64, 2), (96, 2), (96, 1), (128, 2), (128, 1))
+    layers: tuple[tuple[int, int], ...] = ((96, 1), (96, 2), (128, 2), (128, 1), (160, 2), (160, 1))
     pool_scores: int = 3
-    head_channels: int = 64
+    head_channels: int = 96
     dropout: float = 0.2
 
 
@@ -94,7 +94,9 @@ class TorchLogMel(nn.Module):
     def __init__(self, params: FrontendParams) -> None:
         super().__init__()
         self.params = params
-        self.register_buffer("window", torch.from_numpy(np.array(_analysis_window(params.n_fft, params.win_length_samples))))
+        self.register_buffer(
+            "window", torch.from_numpy(np.array(_analysis_window(params.n_fft, params.win_length_samples)))
+        )
         self.register_buffer("filters", torch.from_numpy(np.array(mel_filterbank(params))))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -122,7 +124,10 @@ def export_onnx(model: TemporalCnn, metadata: ModelMetadata, path: Path) -> None
         str(tmp),
         input_names=[metadata.input_name],
         output_names=[metadata.output_name],
-        dynamic_axes={metadata.input_name: {0: "batch", 2: "n_frames"}, metadata.output_name: {0: "batch", 2: "n_scores"}},
+        dynamic_axes={
+            metadata.input_name: {0: "batch", 2: "n_frames"},
+            metadata.output_name: {0: "batch", 2: "n_scores"},
+        },
         opset_version=17,
         dynamo=False,
     )

@@ -1,21 +1,9 @@
-"""The store: idempotent writes, incident upserts with their detections, filters."""
+"""The store on SQLite and PostgreSQL: idempotent writes, incident upserts, filters, reviews, sensors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from sed import wire
-from sed.store import Store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'sed.sqlite'}")
-    yield s
-    s.close()
+from sed.store import Area, ReviewAction, Store
 
 
 def detection(n: int, sensor: str = "pole-1", label: wire.Label = wire.Label.GUNSHOT) -> wire.Detection:
@@ -34,7 +22,9 @@ def detection(n: int, sensor: str = "pole-1", label: wire.Label = wire.Label.GUN
     )
 
 
-def incident(incident_id: str, ids: list[str], *, origin_ns: int, label: wire.Label = wire.Label.GUNSHOT) -> wire.Incident:
+def incident(
+    incident_id: str, ids: list[str], *, origin_ns: int, label: wire.Label = wire.Label.GUNSHOT
+) -> wire.Incident:
     return wire.Incident(
         incident_id=incident_id,
         label=label,
@@ -116,3 +106,48 @@ def test_sensor_keeps_its_last_heartbeat_and_position(store: Store) -> None:
     assert record.last_seen_ns == 60
     assert record.heartbeat == heartbeat
     assert record.position == wire.Position(x_m=3, y_m=4)
+
+
+def test_area_filter_keeps_incidents_inside_the_box_and_drops_unlocated(store: Store) -> None:
+    store.save_incident(incident("in", [], origin_ns=100), updated_at_ns=1)  # at (1, 2)
+    far = wire.Incident(**{**_fields(incident("far", [], origin_ns=200)), "position": wire.Position(x_m=500, y_m=2)})
+    store.save_incident(far, updated_at_ns=1)
+    nowhere = wire.Incident(
+        **{**_fields(incident("nowhere", [], origin_ns=300)), "position": None, "covariance_m2": None}
+    )
+    store.save_incident(nowhere, updated_at_ns=1)
+    inside = store.list_incidents(area=Area(x_min_m=0, x_max_m=10, y_min_m=0, y_max_m=10))
+    assert [i.incident_id for i in inside] == ["in"]
+    assert [i.incident_id for i in store.list_incidents(area=Area(x_min_m=100))] == ["far"]
+
+
+def _fields(message: wire.Incident) -> dict:
+    return {name: getattr(message, name) for name in message.__struct_fields__}
+
+
+def test_review_sets_status_keeps_the_trail_and_survives_a_fusion_update(store: Store) -> None:
+    store.add_detection(detection(1), received_at_ns=10)
+    store.save_incident(incident("i1", ["pole-1:1"], origin_ns=100), updated_at_ns=1)
+    reviewed = store.review_incident("i1", username="ann", action=ReviewAction.FALSE_ALARM, text="fireworks", at_ns=50)
+    assert reviewed is not None and reviewed.status is wire.IncidentStatus.FALSE_ALARM
+    store.review_incident("i1", username="bob", action=ReviewAction.NOTE, text="seen on camera 4", at_ns=60)
+    # The fusion node grows the incident (a second shot): the operators' verdict stays.
+    store.save_incident(incident("i1", ["pole-1:1"], origin_ns=100), updated_at_ns=70)
+    loaded = store.get_incident("i1")
+    assert loaded is not None and loaded.status is wire.IncidentStatus.FALSE_ALARM
+    trail = store.reviews_of("i1")
+    assert [(r.username, r.action, r.text) for r in trail] == [
+        ("ann", ReviewAction.FALSE_ALARM, "fireworks"),
+        ("bob", ReviewAction.NOTE, "seen on camera 4"),
+    ]
+    assert store.review_incident("missing", username="ann", action=ReviewAction.CONFIRM, text=None, at_ns=1) is None
+    assert store.review_incident("missing", username="ann", action=ReviewAction.NOTE, text="x", at_ns=1) is None
+
+
+def test_admin_describes_and_forgets_sensors(store: Store) -> None:
+    store.touch_sensor("pole-1", wire.Position(x_m=3, y_m=4), seen_at_ns=60)
+    assert store.describe_sensor("pole-1", "corner of Main St and 5th") is True
+    assert store.describe_sensor("pole-9", "nowhere") is False
+    assert store.list_sensors()[0].description == "corner of Main St and 5th"
+    assert store.forget_sensor("pole-1") is True
+    assert store.list_sensors() == []

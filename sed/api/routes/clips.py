@@ -1,0 +1,69 @@
+"""Evidence clips: the audio and its spectrogram; every access is written to the audit log first."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from sed.api.deps import CurrentUser, MetricsDep, StoreDep, remote_addr
+from sed.api.spectrogram import spectrogram_png
+from sed.errors import AudioFormatError
+
+router = APIRouter(prefix="/api/clips", tags=["clips"])
+
+#: Clips are personal data: no browser or proxy may keep a copy.
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+MEDIA_TYPES = {"flac": "audio/flac"}
+
+
+@router.get(
+    "/{detection_id}",
+    summary="The evidence clip of a detection (audited)",
+    response_class=Response,
+    responses={200: {"content": {"audio/flac": {}}}, 404: {"description": "No clip (never sent, or expired)."}},
+)
+def get_clip(detection_id: str, request: Request, store: StoreDep, metrics: MetricsDep, user: CurrentUser) -> Response:
+    clip = store.evidence.get_clip(detection_id)
+    if clip is None:
+        raise HTTPException(404, f"no clip for detection {detection_id} (never sent, or deleted by retention)")
+    store.accounts.audit(
+        username=user.username,
+        action="clip.play",
+        target=detection_id,
+        at_ns=time.time_ns(),
+        remote_addr=remote_addr(request),
+    )
+    metrics.clip_accesses.labels(kind="audio").inc()
+    return Response(
+        clip.data,
+        media_type=MEDIA_TYPES.get(clip.codec, "application/octet-stream"),
+        headers={**NO_STORE, "Content-Disposition": f'inline; filename="{detection_id}.{clip.codec}"'},
+    )
+
+
+@router.get(
+    "/{detection_id}/spectrogram.png",
+    summary="The clip's log-mel spectrogram (audited)",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "No clip."}},
+)
+def get_spectrogram(
+    detection_id: str, request: Request, store: StoreDep, metrics: MetricsDep, user: CurrentUser
+) -> Response:
+    clip = store.evidence.get_clip(detection_id)
+    if clip is None:
+        raise HTTPException(404, f"no clip for detection {detection_id} (never sent, or deleted by retention)")
+    store.accounts.audit(
+        username=user.username,
+        action="clip.spectrogram",
+        target=detection_id,
+        at_ns=time.time_ns(),
+        remote_addr=remote_addr(request),
+    )
+    metrics.clip_accesses.labels(kind="spectrogram").inc()
+    try:
+        png = spectrogram_png(clip.data)
+    except AudioFormatError as exc:
+        raise HTTPException(422, f"clip of detection {detection_id}: {exc}") from None
+    return Response(png, media_type="image/png", headers=NO_STORE)

@@ -1,0 +1,185 @@
+"""Simulated sensors that speak the real wire protocol: for the dashboard test and the latency benchmark.
+
+Unlike ``sed demo`` (which renders audio and runs the detector in real sensor processes),
+this skips the audio path: each simulated pole sends the :class:`~sed.wire.Detection` a
+real pole would send for a sound at a known place and time (arrival times from the
+geometry and the speed of sound), plus a short synthetic evidence clip, through the
+real :class:`~sed.capture.sender.Sender` over CURVE to the real fusion node. That makes
+hundreds of incidents cheap, with exact ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sed import wire
+from sed.capture.outbox import Outbox
+from sed.capture.pipeline import encode_flac
+from sed.capture.sender import Sender
+from sed.fusion.locate import speed_of_sound_m_per_s
+from sed.keys import generate_keypair
+
+#: Evidence clip of a simulated detection: 0.5 s before the onset, 1 s after, at 16 kHz.
+CLIP_PRE_S, CLIP_POST_S, CLIP_RATE_HZ = 0.5, 1.0, 16000
+#: Decay time of the synthetic impulsive sound in the clip, s.
+CLIP_DECAY_S = 0.04
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SimulationKeys:
+    """CURVE keys of a simulated network: the fusion node's pair and each pole's, poles authorised."""
+
+    fusion_secret_key_file: Path
+    fusion_public_key_file: Path
+    authorized_keys_dir: Path
+    sensor_secret_key_files: dict[str, Path]
+
+    @classmethod
+    def create(cls, directory: Path, sensor_ids: list[str]) -> SimulationKeys:
+        keys, authorized = directory / "keys", directory / "authorized_keys"
+        authorized.mkdir(parents=True, exist_ok=True)
+        fusion_public, fusion_secret = generate_keypair(keys, "fusion")
+        secrets = {}
+        for sensor_id in sensor_ids:
+            public, secret = generate_keypair(keys, sensor_id)
+            shutil.copy(public, authorized / public.name)
+            secrets[sensor_id] = secret
+        return cls(
+            fusion_secret_key_file=fusion_secret,
+            fusion_public_key_file=fusion_public,
+            authorized_keys_dir=authorized,
+            sensor_secret_key_files=secrets,
+        )
+
+
+class SimulatedSensors:
+    """One real :class:`Sender` per pole, emitting the detections of scripted sounds.
+
+    Parameters
+    ----------
+    endpoint : str
+        The fusion node's endpoint.
+    keys : SimulationKeys
+    positions_m : dict
+        Sensor id -> (x_m, y_m, z_m) in the site frame.
+    workdir : Path
+        Where the poles' outboxes live.
+    temperature_c : float
+        For the speed of sound (use the server's ``site.temperature_c``).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        keys: SimulationKeys,
+        positions_m: dict[str, tuple[float, float, float]],
+        workdir: Path,
+        *,
+        temperature_c: float = 15.0,
+    ) -> None:
+        self.positions_m = positions_m
+        self.speed_m_per_s = speed_of_sound_m_per_s(temperature_c)
+        self._rng = np.random.default_rng(0)
+        self._senders: dict[str, Sender] = {}
+        for sensor_id in positions_m:
+            sender = Sender(
+                endpoint=endpoint,
+                secret_key_file=keys.sensor_secret_key_files[sensor_id],
+                server_public_key_file=keys.fusion_public_key_file,
+                outbox=Outbox(workdir / f"outbox-{sensor_id}.sqlite", resend_initial_s=0.2),
+                heartbeat=self._heartbeat(sensor_id),
+                heartbeat_interval_s=1.0,
+            )
+            sender.start()
+            self._senders[sensor_id] = sender
+
+    def _heartbeat(self, sensor_id: str) -> Callable[[], wire.Heartbeat]:
+        x, y, z = self.positions_m[sensor_id]
+
+        def beat() -> wire.Heartbeat:
+            return wire.Heartbeat(
+                sensor_id=sensor_id,
+                sent_at_ns=time.time_ns(),
+                clock_status=wire.ClockStatus.SYNCED,
+                position=wire.Position(x_m=x, y_m=y, z_m=z),
+                input_rms_dbfs=-52.0,
+                input_peak_dbfs=-30.0,
+                software_version="simulated",
+            )
+
+        return beat
+
+    def arrivals_ns(self, source_m: tuple[float, float, float], emission_ns: int) -> dict[str, int]:
+        """When the sound from ``source_m`` reaches each pole, UTC ns."""
+        return {
+            sensor_id: emission_ns + round(math.dist(source_m, position) / self.speed_m_per_s * 1e9)
+            for sensor_id, position in self.positions_m.items()
+        }
+
+    def emit(
+        self,
+        label: wire.Label,
+        source_m: tuple[float, float, float],
+        *,
+        emission_ns: int | None = None,
+        score: float = 0.9,
+        with_clips: bool = True,
+        timing_error_ns: int = 100_000,
+    ) -> list[wire.Detection]:
+        """Send what every pole would report for one sound; returns the detections.
+
+        ``timing_error_ns`` is the 1-sigma error added to each arrival time (onset picking
+        and clock error) and reported as its uncertainty.
+        """
+        emission_ns = time.time_ns() if emission_ns is None else emission_ns
+        detections = []
+        for sensor_id, exact_ns in self.arrivals_ns(source_m, emission_ns).items():
+            arrival_ns = exact_ns + round(self._rng.normal(0.0, timing_error_ns))
+            x, y, z = self.positions_m[sensor_id]
+            detection = wire.Detection(
+                detection_id=f"{sensor_id}:{uuid.uuid4().hex[:16]}",
+                sensor_id=sensor_id,
+                label=label,
+                score=score,
+                arrival_time_ns=arrival_ns,
+                arrival_uncertainty_ns=timing_error_ns,
+                duration_ms=300.0,
+                peak_dbfs=-12.0,
+                position=wire.Position(x_m=x, y_m=y, z_m=z),
+                clock_status=wire.ClockStatus.SYNCED,
+                model_version="simulated",
+            )
+            self._senders[sensor_id].submit(detection)
+            if with_clips:
+                self._senders[sensor_id].submit(self._clip(detection))
+            detections.append(detection)
+        return detections
+
+    def _clip(self, detection: wire.Detection) -> wire.EvidenceClip:
+        n_pre, n_post = int(CLIP_PRE_S * CLIP_RATE_HZ), int(CLIP_POST_S * CLIP_RATE_HZ)
+        t_s = np.arange(n_post) / CLIP_RATE_HZ
+        audio = 0.003 * self._rng.standard_normal(n_pre + n_post)
+        audio[n_pre:] += 0.8 * self._rng.standard_normal(n_post) * np.exp(-t_s / CLIP_DECAY_S)
+        return wire.EvidenceClip(
+            detection_id=detection.detection_id,
+            sensor_id=detection.sensor_id,
+            start_time_ns=detection.arrival_time_ns - int(CLIP_PRE_S * 1e9),
+            sample_rate_hz=CLIP_RATE_HZ,
+            data=encode_flac(audio.astype(np.float32), sample_rate_hz=CLIP_RATE_HZ),
+        )
+
+    def close(self) -> None:
+        for sender in self._senders.values():
+            sender.stop(flush_timeout_s=1.0)
+            sender.outbox.close()
+
+
+__all__ = ["SimulatedSensors", "SimulationKeys"]

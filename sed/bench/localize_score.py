@@ -1,0 +1,221 @@
+"""Scoring of located shots against the Pittsburgh survey and ShotSpotter's own grouping.
+
+Kept apart from :mod:`sed.bench.localize` (the command) so that the scoring rules can be
+read, and tested, on their own.
+
+* **Reference shots.** Each fired round is a shot. ShotSpotter's pulse tuple for it, solved
+  with our solver, gives its emission time; that time is used *only* to tell which of our
+  groups is which shot (groups and shots are paired by emission time, within
+  ``MATCH_WINDOW_NS``, nearest first). A round without a tuple has no reference time and
+  can only be missed. Positions are always scored against the survey point.
+* **Errors** are horizontal (2-D) distances to the survey point, m.
+* **Association** (pulses mode): a pulse is identified by (sensor, arrival time) (the
+  pulse file repeats some pulses under two ids). Recall is the share of tuple pulses that
+  our matched group holds; precision the share of our grouped pulses that are in the
+  tuple of the shot the group was matched to (pulses of unmatched groups count against it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from sed.bench.pittsburgh import LiveFireTest
+from sed.fusion.associate import Group
+from sed.fusion.locate import Arrival, Solution, SolveStatus, error_ellipse, locate
+
+#: ShotSpotter TN 098 Table III, MLG, 2D: shots located / fired, mean sensors per shot,
+#: survey error (2-D distance of the shots' centroid to the survey point), m.
+SHOTSPOTTER_MLG_2D = {
+    "FP1": {"located": 36, "fired": 36, "mean_sensors": 14.9, "survey_error_m": 2.94},
+    "FP2": {"located": 36, "fired": 36, "mean_sensors": 11.2, "survey_error_m": 4.03},
+    "FP3": {"located": 36, "fired": 36, "mean_sensors": 11.2, "survey_error_m": 0.29},
+    "FP4": {"located": 36, "fired": 36, "mean_sensors": 10.8, "survey_error_m": 4.55},
+    "FP5": {"located": 36, "fired": 36, "mean_sensors": 11.2, "survey_error_m": 4.20},
+}
+#: TN 098: share of shots within 15 m with six participating sensors (random sub-arrays).
+SHOTSPOTTER_WITHIN_15M_SIX_SENSORS = 0.963
+#: Our group and a reference shot are the same shot if their emission times are this close.
+MATCH_WINDOW_NS = 250_000_000
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReferenceShot:
+    index: int
+    origin_time_ns: int | None
+    pulse_keys: frozenset[tuple[str, int]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ShotResult:
+    """One fired round and what we made of it (JSON row)."""
+
+    test_id: str
+    firing_position: str
+    shot_index: int
+    located: bool
+    x_m: float | None = None
+    y_m: float | None = None
+    z_m: float | None = None
+    origin_time_ns: int | None = None
+    ellipse_95_m: tuple[float, float, float] | None = None  # semi-major, semi-minor, angle deg
+    uncertainty_95_m: float | None = None
+    sensors: tuple[str, ...] = ()
+    error_m: float | None = None
+    solve_ms: float | None = None
+    tuple_pulses: int = 0
+    group_pulses: int = 0
+    shared_pulses: int = 0
+
+
+def reference_shots(test: LiveFireTest) -> list[ReferenceShot]:
+    """One per fired round, in firing order; emission times from ShotSpotter's tuples."""
+    by_uuid = {p.uuid: p for p in test.pulses}
+    shots = []
+    for index in range(test.num_rounds):
+        uuids = test.shot_pulse_uuids[index] if index < len(test.shot_pulse_uuids) else ()
+        pulses = sorted((by_uuid[u] for u in uuids if u in by_uuid), key=lambda p: p.arrival_time_ns)
+        first_per_sensor = {}
+        for pulse in pulses:
+            first_per_sensor.setdefault(pulse.serial, pulse)
+        arrivals = [
+            Arrival(sensor_id=p.serial, position_m=p.position_m, arrival_time_ns=p.arrival_time_ns)
+            for p in first_per_sensor.values()
+        ]
+        solution = locate(arrivals, temperature_c=test.temperature_c) if arrivals else None
+        origin = solution.origin_time_ns if solution and solution.status is SolveStatus.LOCATED else None
+        keys = frozenset((p.serial, p.arrival_time_ns) for p in pulses)
+        shots.append(ReferenceShot(index=index, origin_time_ns=origin, pulse_keys=keys))
+    return shots
+
+
+def match(groups: list[Group], shots: list[ReferenceShot]) -> tuple[dict[int, Group], list[Group]]:
+    """Pair groups with shots by emission time (closest pairs first, one-to-one)."""
+    pairs = sorted(
+        (abs(g.solution.origin_time_ns - s.origin_time_ns), gi, s.index)  # type: ignore[operator]
+        for gi, g in enumerate(groups)
+        for s in shots
+        if s.origin_time_ns is not None and g.solution.origin_time_ns is not None
+    )
+    matched: dict[int, Group] = {}
+    used: set[int] = set()
+    for gap, gi, si in pairs:
+        if gap > MATCH_WINDOW_NS or gi in used or si in matched:
+            continue
+        matched[si] = groups[gi]
+        used.add(gi)
+    return matched, [g for gi, g in enumerate(groups) if gi not in used]
+
+
+def score_test(
+    test: LiveFireTest,
+    groups: list[Group],
+    *,
+    pulse_keys: dict[str, tuple[str, int]] | None = None,
+    solve_ms: dict[int, float] | None = None,
+) -> tuple[list[ShotResult], list[Group]]:
+    """Per fired round a :class:`ShotResult`; plus our groups that match no round.
+
+    ``pulse_keys`` maps an arrival's ``detection_id`` to its (sensor, time) key (pulses
+    mode); ``solve_ms`` maps ``id(group)`` to the time one :func:`locate` call took.
+    """
+    shots = reference_shots(test)
+    matched, unmatched = match(groups, shots)
+    results = []
+    for shot in shots:
+        group = matched.get(shot.index)
+        base = {"test_id": test.test_id, "firing_position": test.firing_position, "shot_index": shot.index}
+        if group is None:
+            results.append(ShotResult(**base, located=False, tuple_pulses=len(shot.pulse_keys)))
+            continue
+        keys = {pulse_keys[a.detection_id] for a in group.arrivals} if pulse_keys else set()
+        results.append(
+            ShotResult(
+                **base,
+                located=True,
+                **_solution_fields(group.solution, test),
+                solve_ms=(solve_ms or {}).get(id(group)),
+                tuple_pulses=len(shot.pulse_keys),
+                group_pulses=len(group.arrivals),
+                shared_pulses=len(keys & shot.pulse_keys),
+            )
+        )
+    return results, unmatched
+
+
+def _solution_fields(solution: Solution, test: LiveFireTest) -> dict[str, object]:
+    assert solution.position_m is not None and solution.covariance_m2 is not None
+    x, y, z = solution.position_m
+    return {
+        "x_m": x,
+        "y_m": y,
+        "z_m": z,
+        "origin_time_ns": solution.origin_time_ns,
+        "ellipse_95_m": error_ellipse(solution.covariance_m2),
+        "uncertainty_95_m": solution.uncertainty_m,
+        "sensors": solution.sensor_ids,
+        "error_m": math.hypot(x - test.survey_m[0], y - test.survey_m[1]),
+    }
+
+
+def summarize(
+    results: list[ShotResult],
+    *,
+    false_groups: int,
+    false_group_pulses: int,
+    survey_m: dict[str, tuple[float, float, float]],
+) -> dict[str, object]:
+    """Located/fired, error percentiles, RMS, centroid error, within 15/25 m, association scores.
+
+    ``survey_m`` maps a firing position to its survey point (for the centroid error, which
+    is what ShotSpotter's Table III reports; only meaningful within one firing position).
+    """
+    located = [r for r in results if r.located]
+    errors = np.array([r.error_m for r in located], dtype=np.float64)
+    fired = len(results)
+    summary: dict[str, object] = {
+        "fired": fired,
+        "located": len(located),
+        "false_groups": false_groups,
+        "median_error_m": _stat(np.median, errors),
+        "p90_error_m": _stat(lambda e: np.percentile(e, 90), errors),
+        "rms_error_m": _stat(lambda e: math.sqrt(float(np.mean(e**2))), errors),
+        "within_15m": float(np.sum(errors <= 15.0)) / fired if fired else None,
+        "within_25m": float(np.sum(errors <= 25.0)) / fired if fired else None,
+        "mean_sensors": _stat(np.mean, np.array([len(r.sensors) for r in located], dtype=np.float64)),
+        "median_solve_ms": _stat(np.median, np.array([r.solve_ms for r in located if r.solve_ms is not None])),
+    }
+    fps = {r.firing_position for r in results}
+    if len(fps) == 1 and located:
+        fp = fps.pop()
+        centroid = np.mean([[r.x_m, r.y_m] for r in located], axis=0)
+        summary["centroid_error_m"] = float(np.hypot(*(centroid - np.array(survey_m[fp][:2]))))
+        if len(located) > 2:
+            spread = np.linalg.eigvalsh(np.cov(np.array([[r.x_m, r.y_m] for r in located]).T))
+            summary["sigma_1_2_m"] = [float(math.sqrt(max(v, 0.0))) for v in spread[::-1]]
+    tuple_total = sum(r.tuple_pulses for r in results)
+    if any(r.group_pulses for r in located) and tuple_total:
+        shared = sum(r.shared_pulses for r in results)
+        summary["association_recall"] = shared / tuple_total
+        grouped = sum(r.group_pulses for r in located) + false_group_pulses
+        summary["association_precision"] = shared / grouped if grouped else None
+    return summary
+
+
+def _stat(function, values: np.ndarray) -> float | None:  # noqa: ANN001
+    return float(function(values)) if values.size else None
+
+
+__all__ = [
+    "MATCH_WINDOW_NS",
+    "SHOTSPOTTER_MLG_2D",
+    "SHOTSPOTTER_WITHIN_15M_SIX_SENSORS",
+    "ReferenceShot",
+    "ShotResult",
+    "match",
+    "reference_shots",
+    "score_test",
+    "summarize",
+]

@@ -1,0 +1,141 @@
+"""The dashboard in headless Debian Chromium, against a real server fed by simulated poles over CURVE.
+
+An operator signs in, sees an incident appear live (no reload), opens it, plays the clip,
+marks it a false alarm; the change and the clip access are then checked through the API.
+Uses the system's /usr/bin/chromium through Playwright (no browser download).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sed import wire
+from sed.api.auth import hash_password
+from sed.api.simulate import SimulatedSensors, SimulationKeys
+from sed.config import ServerConfig, parse_config
+from sed.server import Server
+from sed.store import Role
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+POLES = {
+    "pole-a": (0.0, 0.0, 6.0),
+    "pole-b": (200.0, 0.0, 6.0),
+    "pole-c": (200.0, 150.0, 6.0),
+    "pole-d": (0.0, 150.0, 6.0),
+}
+OPERATOR, OPERATOR_PASSWORD = "dispatcher", "night shift 2024!"
+ADMIN, ADMIN_PASSWORD = "chief", "the admin passphrase"
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e .[dev])")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} missing (scripts/setup-system.sh)"),
+]
+
+
+@pytest.fixture
+def city(tmp_path: Path) -> Iterator[tuple[Server, SimulatedSensors]]:
+    keys = SimulationKeys.create(tmp_path, list(POLES))
+    config: ServerConfig = parse_config(
+        {
+            "site": {"name": "Test district", "origin_lat_deg": 49.7475, "origin_lon_deg": 13.3776},
+            "fusion": {
+                "bind_endpoint": "tcp://127.0.0.1:0",
+                "secret_key_file": str(keys.fusion_secret_key_file),
+                "authorized_keys_dir": str(keys.authorized_keys_dir),
+                "association_wait_s": 0.5,
+            },
+            "api": {"host": "127.0.0.1", "port": 0},
+            "store": {"url": f"sqlite:///{tmp_path / 'sed.sqlite'}"},
+        },
+        ServerConfig,
+    )
+    server = Server(config)
+    server.start()
+    for name, password, role in ((OPERATOR, OPERATOR_PASSWORD, Role.OPERATOR), (ADMIN, ADMIN_PASSWORD, Role.ADMIN)):
+        server.store.accounts.add_user(name, password_hash=hash_password(password), role=role, now_ns=time.time_ns())
+    sensors = SimulatedSensors(server.fusion_endpoint, keys, POLES, tmp_path, temperature_c=config.site.temperature_c)
+    yield server, sensors
+    sensors.close()
+    server.stop()
+
+
+def _api(base: str, path: str, token: str | None = None, body: dict | None = None) -> dict | list:
+    request = urllib.request.Request(
+        base + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_operator_sees_a_live_incident_plays_the_clip_and_marks_it_false_alarm(
+    city: tuple[Server, SimulatedSensors],
+) -> None:
+    server, sensors = city
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1920, "height": 1080})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.api_url)
+        page.fill("#login-user", OPERATOR)
+        page.fill("#login-password", OPERATOR_PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_selector("#live-state.on", timeout=10_000)
+        page.wait_for_selector("#sensor-table tbody tr[data-sensor='pole-c']", timeout=10_000)
+        page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+
+        sensors.emit(wire.Label.GUNSHOT, (120.0, 60.0, 1.5), emission_ns=time.time_ns() - 800_000_000)
+        row = page.wait_for_selector("#incident-list li.incident.fresh", timeout=15_000)
+        assert page.evaluate("window.__sameDocument") is True
+        assert "Gunshot" in row.inner_text()
+        incident_id = row.get_attribute("data-id")
+        assert page.locator(f"#map circle.incident-dot[data-id='{incident_id}']").count() == 1
+        assert page.locator("#map ellipse.ellipse").count() == 1
+
+        row.click()
+        page.wait_for_selector("#detail:not([hidden])")
+        page.wait_for_selector("#detail-detections button.play:not([disabled])", timeout=10_000)
+        page.click("#detail-detections button.play:not([disabled])")
+        page.wait_for_selector("#player:not([hidden])", timeout=10_000)
+        page.wait_for_function(
+            "() => { const a = document.getElementById('clip-audio'); return a.currentTime > 0.05 || a.ended; }",
+            timeout=10_000,
+        )
+        assert page.evaluate("document.getElementById('clip-audio').duration") == pytest.approx(1.5, abs=0.05)
+        page.wait_for_function("() => document.getElementById('clip-spectrogram').naturalWidth > 100")
+
+        page.fill("#review-text", "construction site: nail gun")
+        page.click("#btn-false-alarm")
+        page.wait_for_function(
+            "() => document.getElementById('detail-title').textContent.includes('false alarm')", timeout=10_000
+        )
+        assert errors == []
+        browser.close()
+
+    token = _api(server.api_url, "/api/auth/login", body={"username": ADMIN, "password": ADMIN_PASSWORD})["token"]
+    detail = _api(server.api_url, f"/api/incidents/{incident_id}", token)
+    assert detail["status"] == "false_alarm"
+    assert [(r["username"], r["action"], r["text"]) for r in detail["reviews"]] == [
+        (OPERATOR, "false_alarm", "construction site: nail gun")
+    ]
+    plays = _api(server.api_url, "/api/audit?action=clip.play", token)
+    assert [entry["username"] for entry in plays] == [OPERATOR]
+    assert plays[0]["target"] in {d["detection_id"] for d in detail["detections"]}

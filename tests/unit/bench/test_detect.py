@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sed.bench.detect import main
+from sed.bench.long_form import read_annotations
+from sed.bench.mixtures import active_span, generate
+from sed.errors import ConfigError
+from sed.models.train.data import read_manifest
+
+
+def _write_corpus(folder: Path, rng: np.random.Generator) -> Path:
+    rows = []
+    for i, label in enumerate(["gunshot", "scream", "glass_break", "negative", "negative", "gunshot"]):
+        path = f"{label}/src__clip{i}.flac"
+        (folder / label).mkdir(exist_ok=True)
+        n = int(rng.uniform(0.5, 2.0) * 16000)
+        audio = rng.standard_normal(n) * np.exp(-np.arange(n) / 4000.0) * 0.5
+        sf.write(folder / path, audio.astype(np.float32), [16000, 44100, 22050][i % 3], subtype="PCM_16")
+        rows.append({"path": path, "label": label, "split_hint": "dev", "subclass": f"sub{i % 2}"})
+    rows.append({"path": "negative/broken.flac", "label": "negative", "split_hint": "dev", "subclass": "sub0"})
+    (folder / "negative" / "broken.flac").write_bytes(b"fLaC-not-really")
+    rows.append({"path": "gunshot/other.flac", "label": "gunshot", "split_hint": "train", "subclass": "x"})
+    manifest = folder / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def test_clip_bench_scores_every_readable_clip_and_reports_the_broken_one(
+    tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = _write_corpus(tmp_path, rng)
+    out = tmp_path / "report" / "detect.json"
+    assert main([str(manifest), "--split", "dev", "--out", str(out), "--threshold", "gunshot=0.05"]) == 0
+    report = json.loads(out.read_text())
+    assert report["n_files"] == 6  # the train row is filtered out, the broken file skipped
+    assert [s["path"] for s in report["skipped"]] == ["negative/broken.flac"]
+    assert "broken.flac" in capsys.readouterr().err
+    assert report["model"]["thresholds"]["gunshot"]["on"] == 0.05
+    for entry in report["files"]:
+        assert set(entry["sed"]["max_scores"]) == {"gunshot", "scream", "glass_break"}
+        for det in entry["sed"]["detections"]:
+            assert det["offset_s"] > det["onset_s"] and 0 <= det["score"] <= 1
+    per = report["per_class"]["gunshot"]["sed"]
+    assert per["n_positive"] == 2 and 0.0 <= per["f1"] <= 1.0
+    n_negative_detections = sum(len(f["sed"]["detections"]) for f in report["files"] if f["label"] == "negative")
+    assert sum(report["false_alarm_sources"]["sed"].values()) == n_negative_detections
+    assert report["speed"]["sed_realtime_factor"] > 1
+    assert report["git_commit"] and report["machine"]["cores"] and report["date_utc"]
+    for png in report["plots"]:
+        assert Path(png).stat().st_size > 1000
+
+
+def test_folder_without_annotations_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--annotations"):
+        main([str(tmp_path)])
+
+
+def test_mixtures_round_trip_through_the_long_form_bench(tmp_path: Path, rng: np.random.Generator) -> None:
+    manifest = _write_corpus(tmp_path, rng)
+    clips = [c for c in read_manifest(manifest, split="dev") if "broken" not in c.path]
+    mix_dir = tmp_path / "mix"
+    tsv = generate(clips, tmp_path, mix_dir, n_mixtures=3, length_s=8.0, max_events=2, ebr_db=(0.0,), seed=1)
+    truth = read_annotations(tsv)
+    assert sorted(truth) == ["mix_0000.wav", "mix_0001.wav", "mix_0002.wav"]
+    for name, events in truth.items():
+        assert sf.info(mix_dir / name).duration == pytest.approx(8.0)
+        for event in events:
+            assert 0 <= event.onset_s < event.offset_s <= 8.0
+    out = tmp_path / "long.json"
+    assert main([str(mix_dir), "--annotations", str(tsv), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["mode"] == "recordings" and report["n_files"] == 3
+    n_ref = sum(len(v) for v in truth.values())
+    assert sum(report["per_class"][k]["sed"]["n_ref"] for k in report["per_class"]) == n_ref
+
+
+def test_active_span_trims_silence_around_an_event() -> None:
+    audio = np.zeros(16000, np.float32)
+    audio[6400:8000] = 0.5
+    start, stop = active_span(audio)
+    assert (start, stop) == (6400, 8000)
+
+
+@pytest.mark.yamnet
+def test_yamnet_baseline_runs_on_the_same_input(tmp_path: Path, rng: np.random.Generator) -> None:
+    pytest.importorskip("ai_edge_litert")
+    manifest = _write_corpus(tmp_path, rng)
+    out = tmp_path / "y.json"
+    assert main([str(manifest), "--split", "dev", "--baseline", "yamnet", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    for label in ("gunshot", "scream", "glass_break"):
+        y = report["per_class"][label]["yamnet"]
+        assert 0.0 <= y["best_f1"] <= 1.0 and y["group"]
+    assert report["speed"]["cost_ratio_yamnet_over_sed"] > 0
+    assert all("yamnet" in f for f in report["files"])
