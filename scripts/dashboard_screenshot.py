@@ -99,7 +99,7 @@ def main() -> None:
                         source,
                         emission_ns=time.time_ns() - 700_000_000,
                         score=0.82 + 0.04 * n,
-                        timing_error_ns=8_000_000,
+                        timing_error_ns=3_000_000,
                     )
                     page.wait_for_function(f"() => document.querySelectorAll('#incident-list li').length >= {n + 1}")
                 ids = [i.incident_id for i in store.list_incidents()]
@@ -125,7 +125,7 @@ def main() -> None:
                     (190.0, 150.0, 1.5),
                     emission_ns=time.time_ns() - 700_000_000,
                     score=0.95,
-                    timing_error_ns=8_000_000,
+                    timing_error_ns=3_000_000,
                 )
                 page.wait_for_selector("#incident-list li.fresh")
                 time.sleep(0.5)  # mid-flash: the new incident is highlighted

@@ -1,15 +1,22 @@
-"""CURVE key pairs for sensors and the fusion node: ``sed keys generate``.
+"""CURVE key pairs for sensors and the fusion node: ``sed keys generate`` / ``sed keys register``.
 
 Keys are ZeroMQ certificate files: ``NAME.key`` holds the public key (safe to copy),
 ``NAME.key_secret`` the key pair (mode 0600, never leaves its machine). A sensor is
-registered by copying its ``SENSOR_ID.key`` into the fusion node's
-``authorized_keys_dir``; the file's stem is the sensor id the key may speak for.
+registered by putting its ``SENSOR_ID.key`` into the fusion node's
+``authorized_keys_dir``; the file's stem is the sensor id the key may speak for (and the
+ids ``SENSOR_ID.<suffix>`` of its streams). ``sed keys register`` does that copy with
+checks: the file must hold a public key only, the id must be valid, and neither the id
+nor the key may already be registered. The fusion node picks a new key up at the
+sensor's next connection attempt, without a restart; deleting the file revokes it for
+new connections (restart the node to drop a connection that is already open).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 from pathlib import Path
 
 import zmq.auth
@@ -57,17 +64,68 @@ def authorized_keys(directory: Path) -> dict[bytes, str]:
     return keys
 
 
+#: What a sensor id may look like (as :class:`sed.config.SensorSection`).
+SENSOR_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def register_sensor(public_key_file: Path, authorized_keys_dir: Path, *, sensor_id: str | None = None) -> Path:
+    """Copy a sensor's public key into ``authorized_keys_dir`` as ``SENSOR_ID.key``.
+
+    Parameters
+    ----------
+    public_key_file : Path
+        The sensor's ``.key`` (never its ``.key_secret``).
+    authorized_keys_dir : Path
+        The fusion node's ``fusion.authorized_keys_dir``.
+    sensor_id : str, optional
+        Default: the file's stem.
+
+    Raises
+    ------
+    ConfigError
+        The file holds a secret key or no key, the id is invalid, or the id or the key is
+        already registered.
+    """
+    sensor_id = sensor_id or public_key_file.stem
+    if not SENSOR_ID_PATTERN.match(sensor_id):
+        raise ConfigError(f"sensor id {sensor_id!r}; expected 1-64 of A-Z a-z 0-9 _ . : -")
+    try:
+        _, secret = zmq.auth.load_certificate(public_key_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{public_key_file}: not a ZeroMQ certificate: {exc}") from None
+    if secret:
+        raise ConfigError(f"{public_key_file}: holds a secret key; register the public '.key' file, never the secret")
+    public = load_public_key(public_key_file)
+    authorized_keys_dir.mkdir(parents=True, exist_ok=True)
+    target = authorized_keys_dir / f"{sensor_id}.key"
+    if target.exists():
+        raise ConfigError(f"{target}: sensor {sensor_id!r} is already registered; delete the file to replace its key")
+    registered = authorized_keys(authorized_keys_dir)
+    if public in registered:
+        raise ConfigError(f"{public_key_file}: this key is already registered as sensor {registered[public]!r}")
+    shutil.copyfile(public_key_file, target)
+    return target
+
+
 def main(argv: list[str], *, prog: str) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
     gen = sub.add_parser("generate", help="write NAME.key (public) and NAME.key_secret (private)")
     gen.add_argument("name", help="sensor id (e.g. pole-017) or 'fusion'")
     gen.add_argument("--dir", type=Path, default=Path("keys"), help="output folder (default: ./keys)")
+    reg = sub.add_parser("register", help="on the fusion node: accept a sensor's public key")
+    reg.add_argument("public_key", type=Path, help="the sensor's SENSOR_ID.key")
+    reg.add_argument("--authorized-keys-dir", type=Path, required=True, help="fusion.authorized_keys_dir")
+    reg.add_argument("--sensor-id", help="default: the key file's name without '.key'")
     args = parser.parse_args(argv)
+    if args.action == "register":
+        target = register_sensor(args.public_key, args.authorized_keys_dir, sensor_id=args.sensor_id)
+        print(f"registered sensor {target.stem!r}: {target} (accepted at its next connection attempt)")
+        return 0
     public, secret = generate_keypair(args.dir, args.name)
-    print(f"public key:  {public}   (copy to the fusion node's authorized_keys_dir to register)")
+    print(f"public key:  {public}   (register it on the fusion node: sed keys register {public.name} …)")
     print(f"secret key:  {secret}   (keep on this machine only; mode 0600)")
     return 0
 
 
-__all__ = ["authorized_keys", "generate_keypair", "load_keypair", "load_public_key"]
+__all__ = ["authorized_keys", "generate_keypair", "load_keypair", "load_public_key", "register_sensor"]

@@ -47,7 +47,7 @@ def create_app(config: ServerConfig, store: Store, *, follow_fusion: bool = Fals
     feed = IncidentFeed(store, config.site)
     webhooks = WebhookDispatcher(store, config.api, config.site, metrics)
     feed.listeners += [metrics.on_incident, webhooks.on_incident]
-    retention = RetentionJob(store, config)
+    retention = RetentionJob(store, config, on_deleted=metrics.clips_expired.inc)
     endpoint = config.api.incident_feed_endpoint
     subscriber = FeedSubscriber(endpoint, feed) if follow_fusion and endpoint else None
 

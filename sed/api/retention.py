@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sed.config import ServerConfig
 from sed.store import Store
@@ -33,9 +34,10 @@ def expire(store: Store, config: ServerConfig, *, now_ns: int) -> int:
 class RetentionJob:
     """Runs :func:`expire` at start and every ``store.retention_check_interval_s`` in a thread."""
 
-    def __init__(self, store: Store, config: ServerConfig) -> None:
+    def __init__(self, store: Store, config: ServerConfig, *, on_deleted: Callable[[int], None] | None = None) -> None:
         self.store = store
         self.config = config
+        self.on_deleted = on_deleted
         self.n_deleted = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sed-retention", daemon=True)
@@ -51,7 +53,10 @@ class RetentionJob:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.n_deleted += expire(self.store, self.config, now_ns=time.time_ns())
+                n_deleted = expire(self.store, self.config, now_ns=time.time_ns())
+                self.n_deleted += n_deleted
+                if self.on_deleted is not None and n_deleted:
+                    self.on_deleted(n_deleted)
             except Exception:  # a database hiccup must not end retention for good
                 log.exception("clip retention failed; retrying at the next interval")
             self._stop.wait(self.config.store.retention_check_interval_s)

@@ -17,6 +17,7 @@ and printed beside ShotSpotter's published figures (TN 098, Table III, MLG, 2D).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import platform
@@ -104,6 +105,20 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="plane (default): solve in the horizontal plane (ShotSpotter's 2D); survey: 3-D distances "
         "to a source at the survey height (2.5D; uses the survey elevation as a terrain model would)",
     )
+    parser.add_argument(
+        "--min-dominance-db",
+        type=float,
+        default=0.0,
+        help="audio mode: keep onsets at least this much louder than anything in the 300 ms before them "
+        "(default 0; echoes follow a louder sound)",
+    )
+    parser.add_argument(
+        "--solver",
+        choices=("ml", "mlg"),
+        default="ml",
+        help="final position: ml (default) = robust maximum likelihood; mlg = the closed-form least "
+        "squares of Mathias, Leonardi and Galati that ShotSpotter's Table III uses",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -148,6 +163,8 @@ def _settings(args: argparse.Namespace, mode: str) -> dict[str, object]:
             args.min_participation if args.min_participation is not None else DEFAULTS[mode]["min_participation"]
         ),
         "source_height": args.source_height,
+        "solver": args.solver,
+        "min_dominance_db": args.min_dominance_db,
     }
 
 
@@ -161,7 +178,11 @@ def _run_mode(
     baseline: list[scoring.ShotResult] = []
     for test in tqdm(tests, desc=f"localize {mode}", unit="test", disable=not progress, file=sys.stderr):
         source_z_m = test.survey_m[2] if settings["source_height"] == "survey" else None
-        arrivals = pulse_arrivals(test) if mode == "pulses" else audio_arrivals(test, problems)
+        arrivals = (
+            pulse_arrivals(test)
+            if mode == "pulses"
+            else audio_arrivals(test, problems, min_dominance_db=float(settings["min_dominance_db"]))  # type: ignore[arg-type]
+        )
         groups, _ = associate(
             arrivals,
             temperature_c=test.temperature_c,
@@ -170,13 +191,15 @@ def _run_mode(
             min_participation=float(settings["min_participation"]),  # type: ignore[arg-type]
             source_z_m=source_z_m,
         )
-        solve_ms = {id(g): _time_locate(g, test.temperature_c, source_z_m) for g in groups}
+        method = str(settings["solver"])
+        groups = [_resolve(g, test.temperature_c, source_z_m, method) for g in groups]
+        solve_ms = {id(g): _time_locate(g, test.temperature_c, source_z_m, method) for g in groups}
         keys = {p.uuid: (p.serial, p.arrival_time_ns) for p in test.pulses} if mode == "pulses" else None
         results, extra = scoring.score_test(test, groups, pulse_keys=keys, solve_ms=solve_ms)
         rows += results
         unmatched += [(test, g) for g in extra]
         if mode == "pulses":
-            baseline += _tuple_baseline(test, source_z_m)
+            baseline += _tuple_baseline(test, source_z_m, method)
     return rows, unmatched, baseline
 
 
@@ -227,13 +250,21 @@ def audio_arrivals(test: LiveFireTest, problems: list[Problem], *, min_dominance
     return arrivals
 
 
-def _time_locate(group: Group, temperature_c: float, source_z_m: float | None) -> float:
+def _resolve(group: Group, temperature_c: float, source_z_m: float | None, method: str) -> Group:
+    """The group with its solution from ``method`` (association itself always uses "ml")."""
+    if method == "ml":
+        return group
+    solution = locate(group.arrivals, temperature_c=temperature_c, source_z_m=source_z_m, method=method)
+    return dataclasses.replace(group, solution=solution) if solution.status == "located" else group
+
+
+def _time_locate(group: Group, temperature_c: float, source_z_m: float | None, method: str) -> float:
     started = time.perf_counter()
-    locate(group.arrivals, temperature_c=temperature_c, source_z_m=source_z_m)
+    locate(group.arrivals, temperature_c=temperature_c, source_z_m=source_z_m, method=method)
     return (time.perf_counter() - started) * 1e3
 
 
-def _tuple_baseline(test: LiveFireTest, source_z_m: float | None) -> list[scoring.ShotResult]:
+def _tuple_baseline(test: LiveFireTest, source_z_m: float | None, method: str) -> list[scoring.ShotResult]:
     """Our solver on ShotSpotter's own pulse groups (first pulse per sensor)."""
     by_uuid = {p.uuid: p for p in test.pulses}
     groups = []
@@ -250,7 +281,9 @@ def _tuple_baseline(test: LiveFireTest, source_z_m: float | None) -> list[scorin
                     detection_id=pulse.uuid,
                 ),
             )
-        solution = locate(list(first.values()), temperature_c=test.temperature_c, source_z_m=source_z_m)
+        solution = locate(
+            list(first.values()), temperature_c=test.temperature_c, source_z_m=source_z_m, method=method
+        )
         if solution.status == "located":
             groups.append(Group(label="gunshot", arrivals=tuple(first.values()), solution=solution))
     results, _ = scoring.score_test(test, groups)
@@ -267,7 +300,7 @@ def _mode_report(
 ) -> dict[str, object]:
     survey = {t.firing_position: t.survey_m for t in tests}
     per_fp: dict[str, object] = {}
-    for fp in sorted({t.firing_position for t in tests}) + ["all"]:
+    for fp in [*sorted({t.firing_position for t in tests}), "all"]:
         chosen = [r for r in rows if fp in ("all", r.firing_position)]
         extra = [g for t, g in unmatched if fp in ("all", t.firing_position)]
         summary = scoring.summarize(

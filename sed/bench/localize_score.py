@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -204,7 +205,7 @@ def summarize(
     return summary
 
 
-def _stat(function, values: np.ndarray) -> float | None:  # noqa: ANN001
+def _stat(function: Callable[[np.ndarray], float], values: np.ndarray) -> float | None:
     return float(function(values)) if values.size else None
 
 

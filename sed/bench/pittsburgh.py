@@ -89,7 +89,9 @@ def parse_utc_ns(text: str, *, where: str) -> int:
     return int(whole.timestamp()) * NS_PER_S + int(fraction)
 
 
-def load_tests(root: Path, *, firing_positions: tuple[str, ...] | None = None) -> tuple[list[LiveFireTest], list[Problem]]:
+def load_tests(
+    root: Path, *, firing_positions: tuple[str, ...] | None = None
+) -> tuple[list[LiveFireTest], list[Problem]]:
     """Every readable test under ``root`` (the ``pittsburgh`` folder), and what was skipped.
 
     Parameters

@@ -44,14 +44,17 @@ _CONSENSUS_ROUNDS = 4
 _DUPLICATE_WINDOW_S = 0.002
 #: A consensus emitting this close in time to a larger accepted group may be its reflection, s.
 _IMAGE_WINDOW_S = 0.05
-#: A much smaller consensus this soon after a group, on its sensors only, is its echo, s.
+#: An arrival this soon after its sensor heard an accepted group may be that group's echo, s.
 _ECHO_SHADOW_S = 1.0
 #: A late echo is located at least this far from the sound it echoes, m.
 _ECHO_MIN_OFFSET_M = 15.0
 #: An arrival this soon after another of its sensor may be an echo of it, s.
 _PRECEDE_WINDOW_S = 0.3
-#: Quality factor of an arrival that follows another of its sensor within the window.
+#: Weight of an arrival that follows another of its sensor within the window (likely an echo):
+#: in ranking (its quality is scaled) and in size (a group needs ``min_sensors`` of weight).
 _PRECEDED_DISCOUNT = 0.25
+#: An earlier arrival shadows a later one unless its quality is this much lower (dB-like units).
+_SHADOW_MARGIN = 6.0
 #: A sensor with any arrival this close in time to an emission counts as live for it, ns.
 _ALIVE_WINDOW_NS = 5 * NS_PER_S
 
@@ -162,7 +165,9 @@ class _Pool:
         )
         self.rng = np.random.default_rng(0)
         # An arrival soon after another of its sensor is likely an echo of it: discount it.
-        self.quality[self._gap_to_previous() <= _PRECEDE_WINDOW_S * self.c] *= _PRECEDED_DISCOUNT
+        self.shadowed = self._shadowed()
+        self.weight = np.where(self.shadowed, _PRECEDED_DISCOUNT, 1.0)
+        self.quality *= self.weight
 
     def associate(self) -> tuple[list[Group], list[Arrival]]:
         groups: list[Group] = []
@@ -344,20 +349,25 @@ class _Pool:
         segment = np.zeros(len(ordered), dtype=np.int64)
         segment[starts[1:]] = 1
         segment = np.cumsum(segment)
-        has_previous = self._gap_to_previous()[ordered] <= _PRECEDE_WINDOW_S * self.c
+        has_previous = self.shadowed[ordered]
         running = np.cumsum(inlier, axis=1)
         before = np.concatenate([np.zeros((len(inlier), 1), dtype=running.dtype), running], axis=1)[:, starts]
         first_inlier = inlier & (running - before[:, segment] == 1)
         return (first_inlier & has_previous).sum(axis=1)
 
-    def _gap_to_previous(self) -> np.ndarray:
-        """Per arrival, the range (m) since the previous pending arrival of its sensor (inf if none)."""
-        pending = np.flatnonzero(self.pending)
-        order = pending[np.lexsort((self.ranges_m[pending], self.sensor[pending]))]
-        gap = np.full(len(self.arrivals), np.inf)
-        same = self.sensor[order][1:] == self.sensor[order][:-1]
-        gap[order[1:][same]] = np.diff(self.ranges_m[order])[same]
-        return gap
+    def _shadowed(self) -> np.ndarray:
+        """Per arrival: did its sensor report another, not much weaker one (quality at least
+        ``_SHADOW_MARGIN`` below), within ``_PRECEDE_WINDOW_S`` before it? Then it may be an
+        echo of that one."""
+        shadowed = np.zeros(len(self.arrivals), dtype=bool)
+        window_m = _PRECEDE_WINDOW_S * self.c
+        raw_quality = np.array([a.quality for a in self.arrivals], dtype=np.float64)
+        for sensor in np.unique(self.sensor):
+            at = np.flatnonzero(self.sensor == sensor)  # time order (arrivals are sorted)
+            lag = self.ranges_m[at][:, None] - self.ranges_m[at][None, :]  # row after column
+            strong = raw_quality[at][None, :] >= raw_quality[at][:, None] - _SHADOW_MARGIN
+            shadowed[at] = ((lag > 0) & (lag <= window_m) & strong).any(axis=1)
+        return shadowed
 
     def _consensus(self, members: np.ndarray) -> tuple[np.ndarray, Solution] | None:
         tolerance_m, min_sensors = self.settings.tolerance_m, self.settings.min_sensors
@@ -380,7 +390,8 @@ class _Pool:
                 return None
             worst = int(np.argmax(np.abs(solution.residuals_m)))
             if abs(solution.residuals_m[worst]) <= tolerance_m:
-                return (members, solution) if self._participation(members, solution) else None
+                plausible = self.weight[members].sum() >= min_sensors and self._participation(members, solution)
+                return (members, solution) if plausible else None
             members = np.delete(members, worst)
         return None
 
@@ -415,28 +426,25 @@ class _Pool:
 
 
 def _is_echo(members: np.ndarray, solution: Solution, earlier: Group, pool: _Pool) -> bool:
-    """Is this consensus a reflection of an accepted, larger group?
+    """Is this consensus a reflection of an accepted group that is at least as large?
 
     * **Mirror image.** A flat reflector makes an image source: consistent on every sensor
-      that hears the reflection, emitting at the *same* time as the real source and heard
-      later than the direct sound. So: emission within ``_IMAGE_WINDOW_S``, no more
-      members, and later than the earlier group's arrival on every shared sensor.
-    * **Late echo.** Emitted up to ``_ECHO_SHADOW_S`` after a group, heard only by sensors
-      that heard that group (each later than it), and either at most half its size or no
-      larger and located elsewhere (farther than ``_ECHO_MIN_OFFSET_M`` and both 95 %
-      radii). A burst of shots from one place is heard alike shot after shot and kept; a
-      second, quieter source in that shadow, on the same sensors, is given up.
+      that hears the reflection, emitting at the *same* time as the real source (within
+      ``_IMAGE_WINDOW_S``) and heard after the direct sound on every shared sensor.
+    * **Late echo.** Heard only by sensors that heard the earlier group, on each within
+      ``_ECHO_SHADOW_S`` after it, and either at most half its size or located elsewhere
+      (farther than ``_ECHO_MIN_OFFSET_M`` and both 95 % radii). Its apparent emission
+      time can be anything. A burst of shots from one place is kept; a second, quieter
+      source in that shadow on the same sensors is given up.
     """
-    if solution.origin_time_ns is None or earlier.solution.origin_time_ns is None:
-        return False
-    delay_s = (solution.origin_time_ns - earlier.solution.origin_time_ns) / NS_PER_S
     direct = {a.sensor_id: a.arrival_time_ns for a in earlier.arrivals}
     ours = [pool.arrivals[i] for i in members]
-    if abs(delay_s) <= _IMAGE_WINDOW_S and len(ours) <= len(direct):
-        return all(a.arrival_time_ns > direct[a.sensor_id] for a in ours if a.sensor_id in direct)
-    if not 0.0 < delay_s <= _ECHO_SHADOW_S or len(ours) > len(direct):
+    if len(ours) > len(direct) or solution.origin_time_ns is None or earlier.solution.origin_time_ns is None:
         return False
-    if not all(a.sensor_id in direct and a.arrival_time_ns > direct[a.sensor_id] for a in ours):
+    lags_s = [(a.arrival_time_ns - direct[a.sensor_id]) / NS_PER_S for a in ours if a.sensor_id in direct]
+    if abs(solution.origin_time_ns - earlier.solution.origin_time_ns) <= _IMAGE_WINDOW_S * NS_PER_S:
+        return all(lag > 0.0 for lag in lags_s)
+    if len(lags_s) < len(ours) or not all(0.0 < lag <= _ECHO_SHADOW_S for lag in lags_s):
         return False
     if 2 * len(ours) <= len(direct):
         return True

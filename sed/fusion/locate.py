@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -78,9 +78,10 @@ class Arrival:
     detection_id : str
         Wire id of the detection this arrival came from ("" for pulses without one).
     quality : float > 0
-        How likely this is a direct (first) arrival rather than an echo, in any consistent
-        unit (e.g. the picker's power jump in dB). Association prefers groups of high
-        quality; :func:`locate` ignores it.
+        Strength of the arrival on a dB-like scale (e.g. the pick's SNR in dB). Association
+        prefers groups of high quality, and treats an arrival that follows a not much
+        weaker one (within 6 units) of its sensor within 0.3 s as a possible echo.
+        :func:`locate` ignores it.
     """
 
     sensor_id: str
@@ -148,6 +149,7 @@ def locate(
     source_z_m: float | None = None,
     solve_z: bool = False,
     robust: bool = True,
+    method: str = "ml",
 ) -> Solution:
     """Source position and emission time from the arrivals of one sound at >= 3 sensors.
 
@@ -164,6 +166,11 @@ def locate(
         (falls back to the plane or ``source_z_m`` otherwise; see ``Solution.dimensions``).
     robust : bool
         Huber-weight arrivals whose residual exceeds 3 sigma.
+    method : {"ml", "mlg"}
+        ``"ml"``: the (robust) maximum-likelihood point, refined from the closed-form
+        start. ``"mlg"``: the closed-form least-squares point itself (Mathias, Leonardi and
+        Galati; ShotSpotter's published solver), for four or more sensors in 2D/2.5D;
+        residuals and covariance are evaluated there.
 
     Returns
     -------
@@ -203,7 +210,13 @@ def locate(
 
     want_3d = solve_z and len(arrivals) >= 5 and np.ptp(sensors[:, 2]) >= _MIN_HEIGHT_SPAN_M
     fixed_z = None if source_z_m is None else source_z_m - origin[2]
+    if method not in ("ml", "mlg"):
+        raise GeometryError(f"locate: method={method!r}; expected 'ml' or 'mlg'")
     fits = _fits(local, ranges_m, sigma_m, fixed_z, robust=robust)
+    if method == "mlg" and len(arrivals) >= 4 and not solve_z:
+        start = _closed_form_starts(local, ranges_m, fixed_z)[0]
+        closed = _refine(local, ranges_m, sigma_m, start, fixed_z, robust=robust, iterations=0)
+        fits = [closed] if closed is not None else fits
     if not fits:
         return dataclasses.replace(empty, status=SolveStatus.DEGENERATE)
     if len(arrivals) == 3:
@@ -350,8 +363,9 @@ def _refine(
     *,
     robust: bool,
     solve_z: bool = False,
+    iterations: int = _MAX_ITERATIONS,
 ) -> _Fit | None:
-    """Damped Gauss-Newton (Levenberg-Marquardt) with Huber IRLS weights."""
+    """Damped Gauss-Newton (Levenberg-Marquardt) with Huber IRLS weights, from ``start``."""
     n_params = 4 if solve_z else 3
     params = np.array(start, dtype=np.float64)
     height = _height_terms(local, fixed_z)
@@ -382,7 +396,7 @@ def _refine(
     residual, jac = model(params)
     cost = cost_of(residual)
     damping = 1e-3
-    for _ in range(_MAX_ITERATIONS):
+    for _ in range(iterations):
         w = weights(residual)
         information = jac.T @ (jac * w[:, None])
         gradient = jac.T @ (w * residual)
@@ -410,7 +424,9 @@ def _refine(
     return _Fit(params=params, cost=cost, residuals_m=residual, covariance=_covariance(jac, residual, weights))
 
 
-def _covariance(jac: np.ndarray, residual: np.ndarray, weights) -> np.ndarray | None:  # noqa: ANN001
+def _covariance(
+    jac: np.ndarray, residual: np.ndarray, weights: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray | None:
     w = weights(residual)
     information = jac.T @ (jac * w[:, None])
     scale = np.sqrt(np.diag(information))

@@ -52,6 +52,10 @@ class OnnxBackend:
             raise ModelError(f"{path}: metadata_props lacks key {METADATA_KEY!r}; not a sed model")
         self.metadata = ModelMetadata.from_json(props[METADATA_KEY], where=str(path))
         self.path = path
+        self._output_names = [
+            self.metadata.output_name,
+            *(f"state_out_{i}" for i in range(len(self.metadata.state_shapes))),
+        ]
         self._check_shapes()
 
     def _check_shapes(self) -> None:
@@ -78,7 +82,17 @@ class OnnxBackend:
                 f"{self.path}: output {meta.output_name!r} shape {out_shape}; metadata field 'labels' has "
                 f"{len(meta.labels)} entries, expects (batch, {len(meta.labels)}, n_scores)"
             )
-        probe = self.run(np.zeros((1, meta.frontend.n_mels, meta.window_frames + meta.hop_frames), np.float32))
+        for i, (channels, _) in enumerate(meta.state_shapes):
+            name = f"state_in_{i}"
+            if name not in inputs or inputs[name].shape[1] != channels or f"state_out_{i}" not in outputs:
+                raise ModelError(
+                    f"{self.path}: metadata field 'state_shapes[{i}]' = {list(meta.state_shapes[i])}; graph "
+                    f"input {name!r} is {inputs[name].shape if name in inputs else 'missing'}"
+                )
+        probe, _ = self.run(
+            np.zeros((1, meta.frontend.n_mels, meta.window_frames + meta.hop_frames), np.float32),
+            self.initial_states(1),
+        )
         if probe.shape != (1, len(meta.labels), 2):
             raise ModelError(
                 f"{self.path}: {meta.window_frames + meta.hop_frames} frames gave scores of shape {probe.shape}; "
@@ -86,20 +100,36 @@ class OnnxBackend:
                 f"(1, {len(meta.labels)}, 2)"
             )
 
-    def run(self, features: np.ndarray) -> np.ndarray:
+    @property
+    def stateful(self) -> bool:
+        """Whether the model streams with remembered layer states (else it rescores windows)."""
+        return bool(self.metadata.state_shapes)
+
+    def initial_states(self, batch: int) -> list[np.ndarray]:
+        """Empty states ``(batch, channels, 0)``: the next call must bring a whole first window."""
+        return [np.zeros((batch, channels, 0), np.float32) for channels, _ in self.metadata.state_shapes]
+
+    def run(self, features: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Score feature frames.
 
         Parameters
         ----------
         features : np.ndarray [shape=(batch, n_mels, n_frames), dtype=float32], log-mel dB
-            ``n_frames = window_frames + (n_scores - 1) * hop_frames``.
+            Stateless models and the first call of stateful ones (empty states):
+            ``n_frames = window_frames + (n_scores - 1) * hop_frames``; later calls of stateful
+            models: ``n_frames = n_scores * hop_frames`` new frames.
+        states : list of np.ndarray
+            The states returned by the previous call (``[]`` for stateless models).
 
         Returns
         -------
-        np.ndarray [shape=(batch, n_labels, n_scores), dtype=float32] in [0, 1]
+        scores : np.ndarray [shape=(batch, n_labels, n_scores), dtype=float32] in [0, 1]
+        states : list of np.ndarray, to pass to the next call
         """
         meta = self.metadata
-        return self._session.run([meta.output_name], {meta.input_name: features})[0]
+        feeds = {meta.input_name: features, **{f"state_in_{i}": s for i, s in enumerate(states)}}
+        outputs = self._session.run(self._output_names, feeds)
+        return outputs[0], outputs[1:]
 
 
 __all__ = ["OnnxBackend"]

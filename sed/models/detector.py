@@ -168,6 +168,8 @@ class StreamingDetector:
         """Forget all audio and live events; sample indices restart at 0."""
         self._frontend.reset()
         self._tracker.reset()
+        self._states = self._backend.initial_states(self.n_streams)
+        self._n_scores_out = 0
         self._n_feat = 0  # frames buffered, starting at frame self._feat_base
         self._feat_base = 0
         self._flux[:] = 0.0
@@ -195,14 +197,17 @@ class StreamingDetector:
         self._update_flux(frames)
         self._append(frames)
         meta = self.metadata
-        n_scores = (
-            0 if self._n_feat < meta.window_frames else 1 + (self._n_feat - meta.window_frames) // meta.hop_frames
-        )
-        if n_scores == 0:
+        # a stateful model needs one whole window first, then only new frames (it remembers
+        # the rest); a stateless one always gets whole windows and keeps the overlap here
+        primed = self._backend.stateful and self._n_scores_out > 0
+        need = meta.hop_frames if primed else meta.window_frames
+        if self._n_feat < need:
             return []
-        used = meta.window_frames + (n_scores - 1) * meta.hop_frames
-        scores = self._backend.run(self._features[:, :, :used])
-        consumed = n_scores * meta.hop_frames
+        n_scores = 1 + (self._n_feat - need) // meta.hop_frames
+        used = need + (n_scores - 1) * meta.hop_frames
+        scores, self._states = self._backend.run(self._features[:, :, :used], self._states)
+        self._n_scores_out += n_scores
+        consumed = used if self._backend.stateful else n_scores * meta.hop_frames
         self._features[:, :, : self._n_feat - consumed] = self._features[:, :, consumed : self._n_feat]
         self._n_feat -= consumed
         self._feat_base += consumed

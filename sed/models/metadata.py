@@ -69,6 +69,10 @@ class ModelMetadata:
         Input ``(batch, n_mels, n_frames)`` log-mel dB; output ``(batch, n_labels, n_scores)``
         sigmoid scores with ``n_scores = 1 + (n_frames - window_frames) // hop_frames``.
     thresholds : mapping label -> ClassThresholds
+    state_shapes : tuple of (channels, frames)
+        Streaming state of each layer (inputs ``state_in_<i>``, outputs ``state_out_<i>``,
+        ``(batch, channels, frames)``; empty on the first call). ``()``: a stateless model
+        that rescores whole windows.
     extra : dict
         Free-form provenance (training command, data, dev metrics).
     """
@@ -81,6 +85,7 @@ class ModelMetadata:
     thresholds: Mapping[str, ClassThresholds]
     input_name: str = "log_mel"
     output_name: str = "scores"
+    state_shapes: tuple[tuple[int, int], ...] = ()
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -108,6 +113,7 @@ class ModelMetadata:
             "hop_frames": self.hop_frames,
             "input_name": self.input_name,
             "output_name": self.output_name,
+            "state_shapes": [list(s) for s in self.state_shapes],
             "thresholds": {k: dataclasses.asdict(v) for k, v in self.thresholds.items()},
             "extra": dict(self.extra),
         }
@@ -128,7 +134,7 @@ class ModelMetadata:
         missing = [name for name in required if name not in doc]
         if missing:
             raise ModelError(f"{where}: metadata lacks field(s) {missing}")
-        known = {*required, "format", "input_name", "output_name", "extra"}
+        known = {*required, "format", "input_name", "output_name", "state_shapes", "extra"}
         unknown = sorted(set(doc) - known)
         if unknown:
             raise ModelError(f"{where}: unknown metadata field(s) {unknown}")
@@ -144,6 +150,11 @@ class ModelMetadata:
         for name in ("window_frames", "hop_frames"):
             if not isinstance(doc[name], int) or doc[name] <= 0:
                 raise ModelError(f"{where}: metadata field {name!r} = {doc[name]!r}; expected an int > 0")
+        shapes = doc.get("state_shapes", [])
+        if not isinstance(shapes, list) or not all(
+            isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) and v >= 0 for v in s) for s in shapes
+        ):
+            raise ModelError(f"{where}: metadata field 'state_shapes' = {shapes!r}; expected [[channels, frames], …]")
         thresholds = {}
         for label in labels:
             entry = doc["thresholds"].get(label)
@@ -162,6 +173,7 @@ class ModelMetadata:
             thresholds=thresholds,
             input_name=str(doc.get("input_name", "log_mel")),
             output_name=str(doc.get("output_name", "scores")),
+            state_shapes=tuple((int(c), int(f)) for c, f in shapes),
             extra=dict(doc.get("extra", {})),
         )
 

@@ -85,7 +85,7 @@ def test_one_daemon_serves_two_channels_as_two_streams(fusion, tmp_path: Path, r
     assert set(heartbeats) == {"pole-1.0", "pole-1.1"}
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_the_daemon_cleanly_and_flushes_what_is_pending(
     fusion, tmp_path: Path, rng: np.random.Generator, sig: signal.Signals
 ) -> None:

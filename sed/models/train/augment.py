@@ -18,7 +18,7 @@ import numpy as np
 import scipy.signal
 import soxr
 
-from sed.models.train.data import ClipAudio
+from sed.models.train.data import Clip, ClipAudio
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -74,33 +74,57 @@ class BatchSampler:
         n = len(data)
         self.centres = teacher_centres if teacher_centres is not None else np.full(n, -1, np.int64)
         self.teacher = teacher_scores if teacher_scores is not None else np.zeros(n, np.float32)
-        # positives: a source with probability ~ sqrt(its clips), then a clip of it, so large
-        # sources do not drown small ones and tiny ones are not repeated to death
-        self.by_label: dict[str, list[list[int]]] = {}
-        self.source_weights: dict[str, np.ndarray] = {}
-        for label in labels:
-            sources: dict[str, list[int]] = {}
-            for i, c in enumerate(data.clips):
-                if c.label == label:
-                    sources.setdefault(c.source.rstrip("0123456789").replace("sesatest", "sesatrain"), []).append(i)
-            self.by_label[label] = list(sources.values())
-            weights = np.sqrt([len(rows) for rows in self.by_label[label]])
-            self.source_weights[label] = weights / weights.sum() if len(weights) else weights
-        # negatives: sub-classes weighted by the square root of their size
-        subclasses: dict[str, list[int]] = {}
-        for i, c in enumerate(data.clips):
-            if c.label not in labels:
-                subclasses.setdefault(c.subclass.split(":")[0], []).append(i)
-        self.negative_groups = list(subclasses.values())
-        weights = np.sqrt([len(g) for g in self.negative_groups])
-        self.negative_weights = weights / weights.sum() if len(weights) else weights
-        self.negatives = [i for group in self.negative_groups for i in group]
+        # Base sampling weight of each clip: a source (positives) or sub-class (negatives) is
+        # drawn with probability ~ sqrt(its clips), then a clip of it, so big groups do not
+        # drown small ones and tiny ones are not repeated to death.
+        self.pools: dict[str, np.ndarray] = {}
+        self.base: dict[str, np.ndarray] = {}
+        for pool in (*labels, "negative"):
+            rows = [
+                i
+                for i, c in enumerate(data.clips)
+                if (c.label == pool or (pool == "negative" and c.label not in labels))
+            ]
+            keys = [self._group_key(data.clips[i], pool) for i in rows]
+            sizes = {k: keys.count(k) for k in set(keys)}
+            weights = np.array([np.sqrt(sizes[k]) / sizes[k] for k in keys], np.float64)
+            self.pools[pool] = np.array(rows, np.int64)
+            self.base[pool] = weights
+        self.hardness = np.ones(n, np.float64)
         self.group_members: dict[str, list[int]] = {}
         for i, c in enumerate(data.clips):
             self.group_members.setdefault(c.group, []).append(i)
-        empty = [label for label, rows in self.by_label.items() if not rows]
-        if empty or not self.negatives:
-            raise ValueError(f"training clips lack label(s) {empty or ['negative']}")
+        empty = [pool for pool, rows in self.pools.items() if not len(rows)]
+        if empty:
+            raise ValueError(f"training clips lack label(s) {empty}")
+
+    @staticmethod
+    def _group_key(clip: Clip, pool: str) -> str:
+        if pool == "negative":
+            return clip.subclass.split(":")[0]
+        return clip.source.rstrip("0123456789").replace("sesatest", "sesatrain")
+
+    def set_hardness(self, scores: np.ndarray, *, floor: float = 0.25) -> None:
+        """Hard-example mining: weight each clip by how wrong the model is on it.
+
+        ``scores`` [shape=(n_clips, n_labels)] are the current model's clip maxima; a negative
+        clip's weight is ``floor + max score``, a positive's ``floor + 1 - score of its label``.
+        """
+        label_index = {label: k for k, label in enumerate(self.labels)}
+        for i, clip in enumerate(self.data.clips):
+            k = label_index.get(clip.label)
+            wrong = float(scores[i].max()) if k is None else 1.0 - float(scores[i, k])
+            self.hardness[i] = floor + wrong
+
+    def _draw(self, pool: str) -> int:
+        rows = self.pools[pool]
+        weights = self.base[pool] * self.hardness[rows]
+        return int(rows[self.rng.choice(len(rows), p=weights / weights.sum())])
+
+    def _draw_background(self) -> int:
+        """Any negative clip, uniformly (backgrounds are not mined)."""
+        rows = self.pools["negative"]
+        return int(rows[self.rng.integers(len(rows))])
 
     def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Return audio ``(batch, n_samples)`` float32 and targets ``(batch, n_labels)`` float32."""
@@ -109,13 +133,10 @@ class BatchSampler:
         for b in range(batch_size):
             if self.rng.random() < self.config.p_positive:
                 k = int(self.rng.integers(len(self.labels)))
-                sources = self.by_label[self.labels[k]]
-                source = sources[int(self.rng.choice(len(sources), p=self.source_weights[self.labels[k]]))]
-                index = int(source[int(self.rng.integers(len(source)))])
+                index = self._draw(self.labels[k])
                 targets[b, k] = 1.0
             else:
-                group = self.negative_groups[int(self.rng.choice(len(self.negative_groups), p=self.negative_weights))]
-                index = int(group[int(self.rng.integers(len(group)))])
+                index = self._draw("negative")
             audio[b] = self.example(index)
         return audio, targets
 
@@ -137,7 +158,7 @@ class BatchSampler:
         event_rms = _active_rms(crop)
         if rng.random() < cfg.p_background:
             background = np.zeros(self.n_samples, np.float32)
-            _place(background, self.data.waveform(int(rng.choice(self.negatives))), rng, fill=True)
+            _place(background, self.data.waveform(self._draw_background()), rng, fill=True)
             bg_rms = float(np.sqrt(np.mean(background**2)))
             if bg_rms > 1e-6 and event_rms > 1e-6:
                 snr_db = rng.uniform(*cfg.snr_db)

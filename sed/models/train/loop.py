@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 20261121
     ema_decay: float = 0.998
     max_masked_mels: int = 8
+    mine_every_epochs: int = 2  # re-weight training clips by the model's errors (0: never)
     min_precision_margin: float = 0.02  # "on" sits this far above the highest dev-negative score
 
 
@@ -108,6 +109,8 @@ def train(
             schedule.step()
             ema.update_parameters(model)
             losses.append(loss.item())
+        if config.mine_every_epochs and (epoch + 1) % config.mine_every_epochs == 0:
+            sampler.set_hardness(clip_max_scores(ema.module, frontend, train_data, lead_s=CLIP_LEAD_S))
         dev_scores = clip_max_scores(ema.module, frontend, dev_data, lead_s=CLIP_LEAD_S)
         selection = select_thresholds(dev_scores, dev_data, margin=config.min_precision_margin)
         labels = np.array([c.label for c in dev_data.clips])
@@ -142,6 +145,7 @@ def train(
         frontend=config.frontend,
         window_frames=model.window_frames,
         hop_frames=model.hop_frames,
+        state_shapes=tuple(model.state_shapes),
         thresholds=thresholds,
         extra={
             "selected_epoch": best_epoch,

@@ -10,6 +10,7 @@ streams in one call without recomputing shared frames.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,31 @@ class TemporalCnn(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.pool(x))
+
+    @property
+    def state_shapes(self) -> list[tuple[int, int]]:
+        """(channels, frames) each layer must remember between streaming steps: the last
+        ``kernel - stride`` inputs of every convolution and of the pooling."""
+        shapes = [(block.conv.in_channels, 3 - block.conv.stride[0]) for block in self.blocks]
+        return [*shapes, (self.head[1].in_channels, self.pool.kernel_size - 1)]
+
+    def step(self, features: torch.Tensor, states: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Streaming form: each layer's input is its remembered frames + the new ones.
+
+        With empty states and ``window_frames + (n - 1) * hop_frames`` frames this is
+        :meth:`forward`; afterwards every ``n * hop_frames`` new frames give ``n`` more scores,
+        computing each frame of each layer once.
+        """
+        shapes = self.state_shapes
+        x = (features - self.feat_mean) * self.feat_scale
+        new_states = []
+        for i, block in enumerate(self.blocks):
+            x = torch.cat([states[i], x], dim=2)
+            new_states.append(x[:, :, x.shape[2] - shapes[i][1] :])
+            x = block(x)
+        x = torch.cat([states[-1], x], dim=2)
+        new_states.append(x[:, :, x.shape[2] - shapes[-1][1] :])
+        return torch.sigmoid(self.head(self.pool(x))), new_states
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(features))
@@ -109,28 +135,50 @@ class TorchLogMel(nn.Module):
         return 10.0 * torch.log10(torch.clamp(mel, min=p.log_floor))
 
 
+class _StepModule(nn.Module):
+    def __init__(self, net: TemporalCnn) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor, *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scores, new_states = self.net.step(features, list(states))
+        return (scores, *new_states)
+
+
 def export_onnx(model: TemporalCnn, metadata: ModelMetadata, path: Path) -> None:
-    """Write ``model`` as ONNX (opset 17, dynamic batch and time) with ``metadata`` embedded."""
+    """Write the streaming form of ``model`` (:meth:`TemporalCnn.step`) as ONNX (opset 17,
+    dynamic batch, time and state lengths) with ``metadata`` embedded.
+
+    Inputs ``log_mel`` and ``state_in_<i>``; outputs ``scores`` and ``state_out_<i>``, with
+    ``metadata.state_shapes`` listing each state's (channels, frames).
+    """
     import onnx
 
     model = model.eval()
-    n_mels = metadata.frontend.n_mels
-    example = torch.zeros(1, n_mels, metadata.window_frames + metadata.hop_frames)
+    shapes = model.state_shapes
+    if [tuple(s) for s in metadata.state_shapes] != shapes:
+        raise ValueError(f"metadata state_shapes {metadata.state_shapes} != network {shapes}")
+    example = torch.zeros(1, metadata.frontend.n_mels, metadata.hop_frames)
+    states = [torch.zeros(1, channels, frames) for channels, frames in shapes]
+    in_names = [f"state_in_{i}" for i in range(len(shapes))]
+    out_names = [f"state_out_{i}" for i in range(len(shapes))]
+    dynamic = {metadata.input_name: {0: "batch", 2: "n_frames"}, metadata.output_name: {0: "batch", 2: "n_scores"}}
+    dynamic.update({name: {0: "batch", 2: f"{name}_frames"} for name in in_names})
+    dynamic.update({name: {0: "batch"} for name in out_names})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(
-        model,
-        (example,),
-        str(tmp),
-        input_names=[metadata.input_name],
-        output_names=[metadata.output_name],
-        dynamic_axes={
-            metadata.input_name: {0: "batch", 2: "n_frames"},
-            metadata.output_name: {0: "batch", 2: "n_scores"},
-        },
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _StepModule(model).eval(),
+            (example, *states),
+            str(tmp),
+            input_names=[metadata.input_name, *in_names],
+            output_names=[metadata.output_name, *out_names],
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
+        )
     proto = onnx.load(str(tmp))
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()

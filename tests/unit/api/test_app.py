@@ -8,6 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sed import wire
+from sed.api.app import create_app
+from sed.api.retention import NS_PER_DAY, expire
 from sed.store import Store
 from tests.unit.store.test_store import detection, incident
 
@@ -134,9 +136,6 @@ def test_metrics_count_requests_by_route_and_sensors_by_health(
 
 
 def test_retention_deletes_clips_older_than_the_configured_days(make_config, operator: dict[str, str]) -> None:
-    from sed.api.app import create_app
-    from sed.api.retention import NS_PER_DAY, expire
-
     config = make_config(store={"clip_retention_days": 7})
     store = Store(config.store.url)
     now = time.time_ns()
@@ -145,10 +144,12 @@ def test_retention_deletes_clips_older_than_the_configured_days(make_config, ope
             detection_id=name, sensor_id="pole-1", start_time_ns=1, sample_rate_hz=16000, data=b"x"
         )
         store.add_clip(clip, received_at_ns=now - age_days * NS_PER_DAY)
-    with TestClient(create_app(config, store)):  # the server's retention job runs at start
+    with TestClient(create_app(config, store)) as client:  # the server's retention job runs at start
         deadline = time.monotonic() + 5
         while store.evidence.get_clip("old") is not None and time.monotonic() < deadline:
             time.sleep(0.02)
+        time.sleep(0.05)
+        assert "sed_clips_expired_total 1.0" in client.get("/metrics", headers=operator).text
     assert store.evidence.get_clip("old") is None and store.evidence.get_clip("fresh") is not None
     assert expire(store, config, now_ns=now + 2 * NS_PER_DAY) == 1
     store.close()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from sed import wire
+from sed.capture.pipeline import encode_flac
 from sed.store import Role, Store
 from tests.unit.api.conftest import PASSWORD
 from tests.unit.store.test_store import detection, incident
@@ -117,12 +119,8 @@ def test_passwords_are_stored_as_argon2id_hashes_only(client: TestClient, store:
 
 
 def test_clip_access_is_in_the_audit_log_with_user_and_time(
-    client: TestClient, store: Store, operator: dict[str, str], admin: dict[str, str], tmp_path
+    client: TestClient, store: Store, operator: dict[str, str], admin: dict[str, str]
 ) -> None:
-    import numpy as np
-
-    from sed.capture.pipeline import encode_flac
-
     store.add_detection(detection(1), received_at_ns=10)
     store.save_incident(incident("i1", ["pole-1:1"], origin_ns=100), updated_at_ns=1)
     audio = (0.3 * np.sin(np.linspace(0, 2000, 16000))).astype(np.float32)

@@ -16,7 +16,7 @@ from sed.capture.daemon import _Health, stream_infos
 from sed.capture.outbox import Outbox
 from sed.capture.pipeline import SensorPipeline
 from sed.capture.sources import Block
-from sed.config import SensorConfig, parse_config
+from sed.config import SensorConfig, load_config, parse_config
 from sed.errors import ConfigError
 from sed.models import StreamingDetector
 from tests.unit.capture.energy_model import build_energy_model
@@ -114,3 +114,15 @@ def test_outside_systemd_notifications_are_no_ops(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     assert systemd.notify("READY=1") is False
     assert systemd.Watchdog().interval_ns == 0
+
+
+def test_example_pole_config_in_deploy_is_valid(
+    curve_keys: Callable[..., dict[str, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = curve_keys("pole-017")
+    monkeypatch.setenv("SED__TRANSPORT__SECRET_KEY_FILE", str(keys["pole-017"]))
+    monkeypatch.setenv("SED__TRANSPORT__SERVER_PUBLIC_KEY_FILE", str(keys["fusion_public"]))
+    config = load_config(Path(__file__).resolve().parents[3] / "deploy" / "pole.toml", SensorConfig)
+    assert config.sensor.id == "pole-017"
+    assert config.capture.source == "microphone" and config.capture.sample_rate_hz == 48000
+    assert config.evidence.enabled and (config.evidence.pre_s, config.evidence.post_s) == (1.0, 2.0)

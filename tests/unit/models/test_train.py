@@ -66,33 +66,42 @@ def test_torch_log_mel_equals_the_numpy_front_end(rng: np.random.Generator) -> N
     np.testing.assert_allclose(ours, log_mel(audio, PARAMS), atol=2e-3)
 
 
-def test_exported_network_scores_each_window_as_if_alone(tmp_path: Path) -> None:
+def test_exported_streaming_network_equals_the_whole_signal_network(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = TemporalCnn(64, 3, NetConfig(layers=((16, 1), (16, 2), (24, 2)), head_channels=8))
+    model = TemporalCnn(64, 3, NetConfig(layers=((16, 1), (16, 2), (24, 2), (24, 1)), head_channels=8)).eval()
+    for module in model.modules():  # non-trivial batch-norm statistics
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(0, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
     meta = ModelMetadata(
         version="t",
         labels=("gunshot", "scream", "glass_break"),
         frontend=PARAMS,
         window_frames=model.window_frames,
         hop_frames=model.hop_frames,
+        state_shapes=tuple(model.state_shapes),
         thresholds={k: ClassThresholds(on=0.5, off=0.3) for k in ("gunshot", "scream", "glass_break")},
     )
     export_onnx(model, meta, tmp_path / "m.onnx")
     backend = OnnxBackend(tmp_path / "m.onnx")
-    features = np.random.default_rng(0).normal(-40, 15, (1, 64, model.window_frames + 9 * model.hop_frames))
-    features = features.astype(np.float32)
-    whole = backend.run(features)
+    hop, window = model.hop_frames, model.window_frames
+    rng = np.random.default_rng(0)
+    features = rng.normal(-40, 15, (2, 64, window + 19 * hop)).astype(np.float32)
+    with torch.no_grad():
+        whole = model(torch.from_numpy(features)).numpy()
+    assert whole.shape == (2, 3, 20)
+    first, states = backend.run(features[:, :, :window], backend.initial_states(2))
+    parts, start = [first], window
+    for n_scores in (1, 3, 7, 8):
+        scores, states = backend.run(features[:, :, start : start + n_scores * hop], states)
+        parts.append(scores)
+        start += n_scores * hop
+    np.testing.assert_allclose(np.concatenate(parts, axis=2), whole, atol=1e-5)
     single = np.concatenate(
-        [
-            backend.run(features[:, :, k * model.hop_frames : k * model.hop_frames + model.window_frames])
-            for k in range(10)
-        ],
+        [model(torch.from_numpy(features[:, :, k * hop : k * hop + window])).detach().numpy() for k in range(20)],
         axis=2,
     )
-    assert whole.shape == (1, 3, 10)
-    np.testing.assert_allclose(whole, single, atol=1e-5)
-    with torch.no_grad():
-        np.testing.assert_allclose(model(torch.from_numpy(features)).numpy(), whole, atol=1e-5)
+    np.testing.assert_allclose(single, whole, atol=1e-5)
 
 
 def test_sed_train_smoke_run_writes_a_loadable_model(tiny_corpus: Path, tmp_path: Path) -> None:
