@@ -367,7 +367,7 @@ def parse_config(
     try:
         config = kind.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, raw, source)) from None
+        raise ConfigError(_format_errors(exc, source)) from None
     _check_files(config, source)
     return config
 
@@ -403,7 +403,11 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
-def _format_errors(exc: ValidationError, raw: dict[str, Any], source: str) -> str:
+#: Keys whose values are never echoed in error messages (they may hold credentials).
+_SECRET_KEY_PARTS = ("url", "password", "secret", "token")
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
@@ -412,7 +416,9 @@ def _format_errors(exc: ValidationError, raw: dict[str, Any], source: str) -> st
         elif error["type"] == "extra_forbidden":
             lines.append(f"{source}: {key}: unknown key")
         else:
-            lines.append(f"{source}: {key} = {error.get('input')!r}; {error['msg']}")
+            secret = any(part in key.lower() for part in _SECRET_KEY_PARTS)
+            value = "<hidden>" if secret else repr(error.get("input"))
+            lines.append(f"{source}: {key} = {value}; {error['msg']}")
     return "\n".join(lines)
 
 

@@ -68,7 +68,8 @@ class ShotResult:
     solve_ms: float | None = None
     tuple_pulses: int = 0
     group_pulses: int = 0
-    shared_pulses: int = 0
+    shared_pulses: int | None = None  # pulses mode only
+    audio_coverage: int | None = None  # audio mode: recordings holding the shot
 
 
 def reference_shots(test: LiveFireTest) -> list[ReferenceShot]:
@@ -140,7 +141,7 @@ def score_test(
                 solve_ms=(solve_ms or {}).get(id(group)),
                 tuple_pulses=len(shot.pulse_keys),
                 group_pulses=len(group.arrivals),
-                shared_pulses=len(keys & shot.pulse_keys),
+                shared_pulses=len(keys & shot.pulse_keys) if pulse_keys else None,
             )
         )
     return results, unmatched
@@ -196,9 +197,14 @@ def summarize(
         if len(located) > 2:
             spread = np.linalg.eigvalsh(np.cov(np.array([[r.x_m, r.y_m] for r in located]).T))
             summary["sigma_1_2_m"] = [float(math.sqrt(max(v, 0.0))) for v in spread[::-1]]
+    summary["within_15m_of_located"] = float(np.mean(errors <= 15.0)) if errors.size else None
+    covered = [r for r in results if r.audio_coverage is not None and r.audio_coverage >= 4]
+    if covered:
+        summary["covered_by_4_recordings"] = len(covered)
+        summary["located_of_covered"] = sum(r.located for r in covered) / len(covered)
     tuple_total = sum(r.tuple_pulses for r in results)
-    if any(r.group_pulses for r in located) and tuple_total:
-        shared = sum(r.shared_pulses for r in results)
+    if any(r.shared_pulses is not None for r in located) and tuple_total:
+        shared = sum(r.shared_pulses or 0 for r in results)
         summary["association_recall"] = shared / tuple_total
         grouped = sum(r.group_pulses for r in located) + false_group_pulses
         summary["association_precision"] = shared / grouped if grouped else None

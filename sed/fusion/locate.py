@@ -31,24 +31,20 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from sed.errors import GeometryError
+from sed.fusion.tdoa import closed_form_starts, distinct_exact, fit_all, placeholder_z, refine, to_site
 
 #: Chi-square quantile, 2 degrees of freedom, 95 %: radius^2 of the 95 % circle in sigma^2 units.
 CHI2_2DOF_95 = 5.991464547107979
 NS_PER_S = 1_000_000_000
-#: Huber threshold, in units of an arrival's sigma.
-_HUBER_K = 3.0
 #: Sensors whose horizontal spread across their main axis is below this are "on a line", m.
 _MIN_CROSS_SPREAD_M = 1.0
 #: Sensor heights must span at least this to solve for the source height, m.
 _MIN_HEIGHT_SPAN_M = 10.0
-#: Largest accepted condition number of the (scaled) information matrix.
-_MAX_CONDITION = 1e10
-_MAX_ITERATIONS = 30
 
 
 def speed_of_sound_m_per_s(temperature_c: float) -> float:
@@ -212,32 +208,32 @@ def locate(
     fixed_z = None if source_z_m is None else source_z_m - origin[2]
     if method not in ("ml", "mlg"):
         raise GeometryError(f"locate: method={method!r}; expected 'ml' or 'mlg'")
-    fits = _fits(local, ranges_m, sigma_m, fixed_z, robust=robust)
+    fits = fit_all(local, ranges_m, sigma_m, fixed_z, robust=robust)
     if method == "mlg" and len(arrivals) >= 4 and not solve_z:
-        start = _closed_form_starts(local, ranges_m, fixed_z)[0]
-        closed = _refine(local, ranges_m, sigma_m, start, fixed_z, robust=robust, iterations=0)
+        start = closed_form_starts(local, ranges_m, fixed_z)[0]
+        closed = refine(local, ranges_m, sigma_m, start, fixed_z, robust=robust, iterations=0)
         fits = [closed] if closed is not None else fits
     if not fits:
         return dataclasses.replace(empty, status=SolveStatus.DEGENERATE)
     if len(arrivals) == 3:
-        distinct = _distinct(fits)
+        distinct = distinct_exact(fits)
         if len(distinct) > 1:
             return dataclasses.replace(
                 empty, status=SolveStatus.AMBIGUOUS,
-                candidates_m=tuple(_to_site(f.params, origin, fixed_z) for f in distinct),
+                candidates_m=tuple(to_site(f.params, origin, fixed_z) for f in distinct),
             )  # fmt: skip
     best = min(fits, key=lambda f: f.cost)
     dimensions = "2d" if fixed_z is None else "2.5d"
     if want_3d:
         start3 = np.array([best.params[0], best.params[1], 0.0 if fixed_z is None else fixed_z, best.params[2]])
-        fit3 = _refine(local, ranges_m, sigma_m, start3, None, robust=robust, solve_z=True)
+        fit3 = refine(local, ranges_m, sigma_m, start3, None, robust=robust, solve_z=True)
         if fit3 is not None and fit3.covariance is not None:
             best, dimensions = fit3, "3d"
     if best.covariance is None:
         return dataclasses.replace(empty, status=SolveStatus.DEGENERATE, residuals_m=best.residuals_m)
     covariance = best.covariance[:2, :2]
     x, y = best.params[:2] + origin[:2]
-    z = float(best.params[2] + origin[2]) if dimensions == "3d" else _placeholder_z(source_z_m, sensors)
+    z = float(best.params[2] + origin[2]) if dimensions == "3d" else placeholder_z(source_z_m, sensors)
     tau_m = best.params[-1]
     return Solution(
         status=SolveStatus.LOCATED,
@@ -260,187 +256,6 @@ def error_ellipse(covariance_m2: np.ndarray, *, probability: float = 0.95) -> tu
     values = np.maximum(values, 0.0)
     angle_deg = math.degrees(math.atan2(vectors[1, 1], vectors[0, 1]))
     return math.sqrt(scale * values[1]), math.sqrt(scale * values[0]), angle_deg
-
-
-@dataclasses.dataclass(frozen=True)
-class _Fit:
-    params: np.ndarray  # (x, y, tau) or (x, y, z, tau), local frame, tau = c * t0 (m)
-    cost: float
-    residuals_m: np.ndarray
-    covariance: np.ndarray | None
-
-
-def _placeholder_z(source_z_m: float | None, sensors: np.ndarray) -> float:
-    return float(np.mean(sensors[:, 2])) if source_z_m is None else float(source_z_m)
-
-
-def _to_site(params: np.ndarray, origin: np.ndarray, fixed_z: float | None) -> tuple[float, float, float]:
-    z = origin[2] + (fixed_z or 0.0)
-    return (float(params[0] + origin[0]), float(params[1] + origin[1]), float(z))
-
-
-def _distinct(fits: list[_Fit]) -> list[_Fit]:
-    """Exact (zero-cost) fits more than 1 m apart."""
-    exact = [f for f in fits if f.cost < 1e-6]
-    kept: list[_Fit] = []
-    for fit in exact:
-        if all(np.hypot(*(fit.params[:2] - k.params[:2])) > 1.0 for k in kept):
-            kept.append(fit)
-    return kept
-
-
-def _height_terms(local: np.ndarray, fixed_z: float | None) -> np.ndarray:
-    return np.zeros(len(local)) if fixed_z is None else (fixed_z - local[:, 2]) ** 2
-
-
-def _closed_form_starts(local: np.ndarray, ranges_m: np.ndarray, fixed_z: float | None) -> list[np.ndarray]:
-    """Starting points (x, y, tau) from the linearised equations.
-
-    ``|p - s_i|^2 = (r_i - tau)^2`` expands to
-    ``-2 x x_i - 2 y y_i + 2 r_i tau + w = r_i^2 - x_i^2 - y_i^2 - h_i`` with
-    ``w = x^2 + y^2 - tau^2`` and ``h_i`` the squared height difference (2.5D).
-    """
-    xy = local[:, :2]
-    rhs = ranges_m**2 - (xy**2).sum(axis=1) - _height_terms(local, fixed_z)
-    design = np.column_stack([-2.0 * xy, 2.0 * ranges_m, np.ones(len(local))])
-    starts: list[np.ndarray] = []
-    if len(local) >= 4:
-        solution, *_ = np.linalg.lstsq(design, rhs, rcond=None)
-        if np.all(np.isfinite(solution)):
-            starts.append(solution[:3])
-    # Exact solutions through three sensors: the earliest three (well spread) or all three.
-    order = np.argsort(ranges_m)[:3]
-    a3 = design[order, :3]
-    if abs(np.linalg.det(a3)) > 1e-9 * max(1.0, float(np.abs(a3).max())) ** 3:
-        u = np.linalg.solve(a3, rhs[order])
-        v = np.linalg.solve(a3, -np.ones(3))
-        # w = x^2 + y^2 - tau^2 with (x, y, tau) = u + w v: a quadratic in w.
-        qa = v[0] ** 2 + v[1] ** 2 - v[2] ** 2
-        qb = 2.0 * (u[0] * v[0] + u[1] * v[1] - u[2] * v[2]) - 1.0
-        qc = u[0] ** 2 + u[1] ** 2 - u[2] ** 2
-        roots = [-qc / qb] if abs(qa) < 1e-12 else _real_roots(qa, qb, qc)
-        for w in roots:
-            candidate = u + w * v
-            if candidate[2] <= ranges_m.min() + 1e-6:  # emitted before the first arrival
-                starts.append(candidate)
-    # Fallbacks: beside the first-hit sensor and at the centroid, emitted a little earlier.
-    first = int(np.argmin(ranges_m))
-    starts.append(np.array([xy[first, 0], xy[first, 1], -1.0]))
-    starts.append(np.array([0.0, 0.0, -float(np.ptp(ranges_m))]))
-    return starts
-
-
-def _fits(
-    local: np.ndarray, ranges_m: np.ndarray, sigma_m: np.ndarray, fixed_z: float | None, *, robust: bool
-) -> list[_Fit]:
-    """Refinements from the closed-form starts; stop early once a fit explains every arrival."""
-    fits = []
-    for start in _closed_form_starts(local, ranges_m, fixed_z):
-        fit = _refine(local, ranges_m, sigma_m, start, fixed_z, robust=robust)
-        if fit is None:
-            continue
-        fits.append(fit)
-        good = bool(np.all(np.abs(fit.residuals_m) <= _HUBER_K * sigma_m))
-        if len(local) > 3 and good:
-            break
-    return fits
-
-
-def _real_roots(a: float, b: float, c: float) -> list[float]:
-    discriminant = b * b - 4.0 * a * c
-    if discriminant < 0:
-        return []
-    root = math.sqrt(discriminant)
-    return [(-b - root) / (2.0 * a), (-b + root) / (2.0 * a)]
-
-
-def _refine(
-    local: np.ndarray,
-    ranges_m: np.ndarray,
-    sigma_m: np.ndarray,
-    start: np.ndarray,
-    fixed_z: float | None,
-    *,
-    robust: bool,
-    solve_z: bool = False,
-    iterations: int = _MAX_ITERATIONS,
-) -> _Fit | None:
-    """Damped Gauss-Newton (Levenberg-Marquardt) with Huber IRLS weights, from ``start``."""
-    n_params = 4 if solve_z else 3
-    params = np.array(start, dtype=np.float64)
-    height = _height_terms(local, fixed_z)
-
-    def model(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        delta = p[:2] - local[:, :2]
-        squared = (delta**2).sum(axis=1) + (((p[2] - local[:, 2]) ** 2) if solve_z else height)
-        distance = np.sqrt(np.maximum(squared, 1e-12))
-        residual = (ranges_m - p[-1]) - distance
-        jac = np.empty((len(local), n_params))
-        jac[:, :2] = -delta / distance[:, None]
-        if solve_z:
-            jac[:, 2] = -(p[2] - local[:, 2]) / distance
-        jac[:, -1] = -1.0
-        return residual, jac
-
-    def weights(residual: np.ndarray) -> np.ndarray:
-        z = np.abs(residual) / sigma_m
-        huber = np.minimum(1.0, _HUBER_K / np.maximum(z, 1e-12)) if robust else np.ones_like(z)
-        return huber / sigma_m**2
-
-    def cost_of(residual: np.ndarray) -> float:
-        z = np.abs(residual) / sigma_m
-        if not robust:
-            return float(0.5 * (z**2).sum())
-        return float(np.where(z <= _HUBER_K, 0.5 * z**2, _HUBER_K * z - 0.5 * _HUBER_K**2).sum())
-
-    residual, jac = model(params)
-    cost = cost_of(residual)
-    damping = 1e-3
-    for _ in range(iterations):
-        w = weights(residual)
-        information = jac.T @ (jac * w[:, None])
-        gradient = jac.T @ (w * residual)
-        accepted = False
-        for _ in range(10):
-            system = information + damping * np.diag(np.diag(information) + 1e-9)
-            try:
-                step = -np.linalg.solve(system, gradient)
-            except np.linalg.LinAlgError:
-                damping *= 10.0
-                continue
-            trial = params + step
-            trial_residual, trial_jac = model(trial)
-            trial_cost = cost_of(trial_residual)
-            if np.isfinite(trial_cost) and trial_cost <= cost:
-                params, residual, jac, cost = trial, trial_residual, trial_jac, trial_cost
-                damping = max(damping / 10.0, 1e-9)
-                accepted = True
-                break
-            damping *= 10.0
-        if not accepted or float(np.abs(step[:2]).max()) < 1e-5:
-            break
-    if not np.all(np.isfinite(params)):
-        return None
-    return _Fit(params=params, cost=cost, residuals_m=residual, covariance=_covariance(jac, residual, weights))
-
-
-def _covariance(
-    jac: np.ndarray, residual: np.ndarray, weights: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray | None:
-    w = weights(residual)
-    information = jac.T @ (jac * w[:, None])
-    scale = np.sqrt(np.diag(information))
-    if not np.all(scale > 0):
-        return None
-    normalised = information / np.outer(scale, scale)
-    if np.linalg.cond(normalised) > _MAX_CONDITION:
-        return None
-    covariance = np.linalg.inv(normalised) / np.outer(scale, scale)
-    dof = len(residual) - jac.shape[1]
-    if dof > 0:
-        reduced_chi2 = float((w * residual**2).sum()) / dof
-        covariance = covariance * max(1.0, reduced_chi2)
-    return covariance
 
 
 __all__ = [

@@ -122,3 +122,15 @@ def test_scene_checks_events_against_duration_and_duplicate_sensors(tmp_path: Pa
     twice = SCENE_TOML + '[[scene.sensors]]\nid = "pole-017"\nx_m = 1\ny_m = 1\n'
     with pytest.raises(ConfigError, match=r"duplicate id\(s\) \['pole-017'\]"):
         load_config(_write(tmp_path, twice, "scene.toml"))
+
+
+def test_values_of_secret_keys_are_not_echoed(tmp_path: Path) -> None:
+    (tmp_path / "authorized").mkdir()
+    (tmp_path / "fusion.key_secret").write_text("x")
+    text = (
+        '[fusion]\nsecret_key_file = "fusion.key_secret"\nauthorized_keys_dir = "authorized"\n'
+        "[store]\nurl = 42\n"
+    )
+    with pytest.raises(ConfigError, match=r"store\.url = <hidden>") as caught:
+        load_config(_write(tmp_path, text, "server.toml"))
+    assert "42" not in str(caught.value)

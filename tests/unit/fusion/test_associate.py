@@ -30,14 +30,14 @@ def shot(
     emission_ns: int,
     rng: np.random.Generator,
     *,
-    sensors: range | list[int] = range(len(SENSORS_M)),
+    sensors: list[int] | None = None,
     jitter_s: float = 5e-4,
     label: str = "gunshot",
     tag: str = "direct",
 ) -> list[Arrival]:
-    """Direct arrivals of one sound, with Gaussian timing jitter."""
+    """Direct arrivals of one sound at ``sensors`` (default all), with Gaussian timing jitter."""
     out = []
-    for s in sensors:
+    for s in range(len(SENSORS_M)) if sensors is None else sensors:
         distance_m = float(np.hypot(*(SENSORS_M[s] - source_xy_m)))
         time_ns = emission_ns + round((distance_m / C + rng.normal(0.0, jitter_s)) * 1e9)
         out.append(arrival(s, time_ns, label=label, tag=f"{tag}:s{s}:{emission_ns}"))
@@ -49,7 +49,9 @@ def echoes(direct: list[Arrival], rng: np.random.Generator, per_sensor: int = 3)
     out = []
     for a in direct:
         for k, delay_s in enumerate(np.sort(rng.uniform(0.015, 0.4, per_sensor))):
-            out.append(arrival(int(a.sensor_id[1:]), a.arrival_time_ns + round(delay_s * 1e9), tag=f"echo{k}:{a.detection_id}"))
+            out.append(
+                arrival(int(a.sensor_id[1:]), a.arrival_time_ns + round(delay_s * 1e9), tag=f"echo{k}:{a.detection_id}")
+            )
     return out
 
 
