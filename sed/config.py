@@ -127,7 +127,11 @@ class ClockSection(_Section):
         10.0, ge=0.0, le=3600.0, description="Times before a clock jump and this long after it are unsynced, s."
     )
     xrun_gap_ms: float = Field(
-        20.0, gt=0.0, le=5000.0, description="Callbacks persistently this late mean lost input (an xrun), ms."
+        20.0,
+        gt=0.0,
+        le=5000.0,
+        description="Callbacks persistently this much later than the fit mean lost input (an xrun; PortAudio's "
+        "overflow flag counts too): the clock starts a new segment, ms.",
     )
     fit_window_s: float = Field(60.0, ge=5.0, le=3600.0, description="Observations used for the drift fit, s.")
 
@@ -298,7 +302,10 @@ class SceneEvent(_Section):
     clip: ConfigPath | Literal["auto", "synthetic"] = Field(
         "auto", description="Sound file; 'auto' picks a dev clip of the label, else a synthetic sound."
     )
-    level_db: float = Field(0.0, ge=-60, le=20, description="Peak level at 1 m, dB re full scale.")
+    level_db: float = Field(0.0, ge=-60, le=20, description="Peak level at 10 m, dB re full scale.")
+    max_duration_s: float = Field(
+        3.0, gt=0, le=60, description="Play at most this much of the clip, from just before its first loud sample, s."
+    )
 
 
 class SceneReflector(_Section):

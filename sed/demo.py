@@ -30,22 +30,22 @@ import numpy as np
 import tomli_w
 
 from sed.api.auth import hash_password, issue_token
-from sed.capture.scene import TruthEvent, ground_truth, pick_sound
+from sed.capture.scene import LOUD_FRACTION_OF_PEAK, TruthEvent, ground_truth, pick_sound
 from sed.config import SceneConfig, SceneSection, ServerConfig, load_config, parse_config
+from sed.dsp.onset import find_onsets
 from sed.keys import generate_keypair
 from sed.server import Server
 from sed.store import Role
 
 #: The operator account the demo signs in as (its password is random per run).
 DEMO_USER = "demo"
-#: Sound onset: first sample reaching this fraction of the clip's peak (-20 dB).
-ONSET_FRACTION_OF_PEAK = 0.1
 #: Time allowed for the sensor processes to start and load their model before the scene starts, s.
 STARTUP_MARGIN_S = 4.0
 #: How often the demo polls the API, s.
 POLL_INTERVAL_S = 0.05
-#: An incident matches a scripted event if its time is within this window of the sound's emission, s.
-MATCH_WINDOW_S = (-0.5, 2.0)
+#: An incident matches a scripted event if its origin lies from this long before the event's first
+#: sound until this long after its clip ends, s.
+MATCH_MARGIN_S = 0.5
 
 #: Poles of the default block: corners and mid-edges of a 220 m x 170 m block, 6 m high.
 DEFAULT_SENSORS = [
@@ -83,14 +83,19 @@ def default_scene(*, duration_s: float = 30.0, seed: int = 7) -> dict:
     }
 
 
-def _emission_offsets_s(scene: SceneSection) -> list[float]:
-    """Per event, when the sound starts inside its clip, s (first sample at -20 dB of the peak)."""
-    offsets = []
+def _sound_onsets_s(scene: SceneSection) -> list[tuple[list[float], float]]:
+    """Per event: when its sounds start inside the clip (s, sorted) and the clip's length (s).
+
+    A clip may hold several sounds (a burst of shots); each onset is an emission time.
+    """
+    sr = scene.sample_rate_hz
+    result = []
     for index, event in enumerate(scene.events):
-        sound = pick_sound(event, index, seed=scene.seed, sample_rate_hz=scene.sample_rate_hz)
-        first = int(np.argmax(np.abs(sound) >= ONSET_FRACTION_OF_PEAK))
-        offsets.append(first / scene.sample_rate_hz)
-    return offsets
+        sound = pick_sound(event, index, seed=scene.seed, sample_rate_hz=sr)
+        onsets = [p.sample_index / sr for p in find_onsets(sound, sample_rate_hz=sr)]
+        first_loud = float(np.argmax(np.abs(sound) >= LOUD_FRACTION_OF_PEAK)) / sr
+        result.append((sorted(onsets) or [first_loud], sound.size / sr))
+    return result
 
 
 class _Setup:
@@ -148,13 +153,16 @@ def _get_json(url: str, token: str) -> list[dict]:
         return json.loads(response.read())
 
 
-def _match(truth: TruthEvent, emission_ns: int, incidents: list[dict]) -> dict | None:
-    lo, hi = (emission_ns + int(w * 1e9) for w in MATCH_WINDOW_S)
+def _match(truth: TruthEvent, emissions_ns: list[int], clip_end_ns: int, incidents: list[dict]) -> dict | None:
+    lo, hi = emissions_ns[0] - int(MATCH_MARGIN_S * 1e9), clip_end_ns + int(MATCH_MARGIN_S * 1e9)
     candidates = [i for i in incidents if lo <= i["origin_time_ns"] <= hi]
     if not candidates:
         return None
-    # Prefer the right class, then the closest in time (an operator would read it that way).
-    return min(candidates, key=lambda i: (i["label"] != truth.label, abs(i["origin_time_ns"] - emission_ns)))
+    # Prefer the right class, then the one closest to one of the event's sounds (as an operator would).
+    return min(
+        candidates,
+        key=lambda i: (i["label"] != truth.label, min(abs(i["origin_time_ns"] - e) for e in emissions_ns)),
+    )
 
 
 def run_demo(
@@ -184,7 +192,7 @@ def run_demo(
         )
     log(f"{len(processes)} sensor processes streaming a {scene.duration_s:.0f} s scene in real time …")
     truth = ground_truth(scene)
-    offsets = _emission_offsets_s(scene)
+    onsets = _sound_onsets_s(scene)
     first_seen_ns: dict[str, int] = {}
     incidents: list[dict] = []
     settle_s = 2 * setup.server.fusion.association_wait_s + 3.0
@@ -213,7 +221,7 @@ def run_demo(
         for process in processes:
             if process.poll() is None:
                 process.terminate()
-    summary, rows = _evaluate(truth, offsets, start_ns, incidents, first_seen_ns)
+    summary, rows = _evaluate(truth, onsets, start_ns, incidents, first_seen_ns)
     _print_report(rows, sensors, log)
     if serve:
         log(f"\ndashboard at {server.api_url}/  sign in as {DEMO_USER} / {password}  — Ctrl-C to stop")
@@ -228,18 +236,23 @@ def run_demo(
 
 def _evaluate(
     truth: list[TruthEvent],
-    offsets: list[float],
+    onsets: list[tuple[list[float], float]],
     start_ns: int,
     incidents: list[dict],
     first_seen_ns: dict[str, int],
 ) -> tuple[dict[str, float | int | None], list[dict]]:
     rows, errors, latencies = [], [], []
-    for event, offset in zip(truth, offsets, strict=True):
-        emission_ns = start_ns + int((event.emission_time_s + offset) * 1e9)
-        incident = _match(event, emission_ns, incidents)
+    for event, (onsets_s, clip_s) in zip(truth, onsets, strict=True):
+        emissions_ns = [start_ns + int((event.emission_time_s + o) * 1e9) for o in onsets_s]
+        clip_end_ns = start_ns + int((event.emission_time_s + clip_s) * 1e9)
+        incident = _match(event, emissions_ns, clip_end_ns, incidents)
         row = {"event": event, "incident": incident, "error_m": None, "latency_s": None}
         if incident is not None:
-            row["latency_s"] = (first_seen_ns[incident["incident_id"]] - emission_ns) / 1e9
+            # Latency from the emission of the sound that raised the incident: the last sound that
+            # started before the incident's origin (a located origin is that emission, to a ms).
+            tolerance_ns = 50_000_000
+            emitted = [e for e in emissions_ns if e <= incident["origin_time_ns"] + tolerance_ns] or emissions_ns[:1]
+            row["latency_s"] = (first_seen_ns[incident["incident_id"]] - emitted[-1]) / 1e9
             latencies.append(row["latency_s"])
             if incident["position"] is not None:
                 p = incident["position"]

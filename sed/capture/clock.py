@@ -17,7 +17,10 @@ integer UTC nanoseconds and says, per sample, whether that time can be trusted
   *stepped*: that is how clock jumps are seen. Lost input (an xrun) is seen from
   PortAudio's overflow flag or from observations that stay late by more than a gap; the
   samples after it start a new *segment* with a fit of its own, so a detection is always
-  timed by the audio run that contains it.
+  timed by the audio run that contains it. (From callback timing alone, a step in the
+  device's latency looks like lost input; both start a new segment and count as an xrun.
+  A step smaller than the gap is absorbed as the old observations leave the offset
+  window: for up to :data:`OFFSET_WINDOW_S`, times are off by at most the gap.)
 
 A time is ``synced`` only if its segment has been observed for ``settle_s``, no clock
 jump happened after it or shortly before it, and the kernel says the system clock is
@@ -42,6 +45,13 @@ NS_PER_S = 1_000_000_000
 MAX_DRIFT_PPM = 1000.0
 #: Segments kept for timing detections in audio that is still buffered.
 MAX_SEGMENTS = 32
+#: The offset is the lower envelope of this much recent observation, s. Shorter follows a
+#: step of the device's latency sooner; longer rides out bursts of late callbacks better.
+OFFSET_WINDOW_S = 2.0
+#: The drift fit needs observations spanning this long, s (before: the nominal rate).
+MIN_DRIFT_SPAN_S = 5.0
+#: Bins of the drift fit: the earliest observation of each counts, s.
+DRIFT_BIN_S = 0.5
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -218,6 +228,7 @@ class DisciplinedClock:
         self._last_synced_mono_ns: int | None = None
         self.xruns = 0
         self.jumps = 0
+        self.last_xrun = ""  # what the latest xrun was seen from, for the log
         # observe() runs in the capture thread, report() in the sender's: one lock for all state.
         self._lock = threading.RLock()
 
@@ -238,6 +249,7 @@ class DisciplinedClock:
         if not self._segments or overflow:
             if self._segments:
                 self.xruns += 1
+                self.last_xrun = f"input overflow flagged before sample {first_sample:.0f}"
             self._start_segment(first_sample)
         segment = self._segments[-1]
         captured_ns = mono_ns - self._latency_ns
@@ -286,6 +298,8 @@ class DisciplinedClock:
         index, first_sample, _ = self._suspect
         old = self._segments[-1]
         self.xruns += 1
+        late_ms = (old.monos[index] - old.to_mono(old.samples[index], self._ns_per_sample)) / 1e6
+        self.last_xrun = f"callbacks from sample {first_sample:.0f} on stayed {late_ms:.0f} ms late"
         self._start_segment(first_sample)
         new = self._segments[-1]
         new.samples, new.monos = old.samples[index:], old.monos[index:]
@@ -301,15 +315,15 @@ class DisciplinedClock:
         base_s, base_m = s[-1], m[-1]
         d = (m - base_m).astype(np.float64) - (s - base_s) * self._nominal_ns_per_sample
         age = (m - m[0]).astype(np.float64)
-        if age[-1] >= 5 * NS_PER_S:
-            bins = (age // (NS_PER_S // 2)).astype(np.int64)
+        if age[-1] >= MIN_DRIFT_SPAN_S * NS_PER_S:
+            bins = (age // (DRIFT_BIN_S * NS_PER_S)).astype(np.int64)
             starts = np.flatnonzero(np.diff(bins, prepend=-1))
             stops = [*starts[1:], d.size]
             lowest = starts + np.array([int(np.argmin(d[a:b])) for a, b in zip(starts, stops, strict=True)])
             slope = np.polyfit(s[lowest] - base_s, d[lowest], 1)[0]  # ns per sample beyond nominal
             limit = self._nominal_ns_per_sample * MAX_DRIFT_PPM * 1e-6
             self._ns_per_sample = self._nominal_ns_per_sample + float(np.clip(slope, -limit, limit))
-        recent = m >= base_m - 5 * NS_PER_S
+        recent = m >= base_m - OFFSET_WINDOW_S * NS_PER_S
         excess = (m[recent] - base_m).astype(np.float64) - (s[recent] - base_s) * self._ns_per_sample
         segment.ref_sample = float(base_s)
         segment.ref_mono_ns = int(base_m + round(float(excess.min())))

@@ -204,7 +204,7 @@ class MicrophoneSource:
                 xrun = self.clock.xruns != xruns_seen
                 xruns_seen = self.clock.xruns
                 if xrun:
-                    log.warning("input lost (xrun %d); clock re-anchored", xruns_seen)
+                    log.warning("input lost (xrun %d: %s); clock re-anchored", xruns_seen, self.clock.last_xrun)
                 yield Block(samples=samples, first_sample=position, xrun=xrun)
                 position += samples.shape[1]
 

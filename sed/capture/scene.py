@@ -33,6 +33,10 @@ from sed.paths import shared_data_dir
 REFERENCE_DISTANCE_M = 10.0
 #: Closest a source is treated as being to a microphone (avoids infinite gain), metres.
 MIN_DISTANCE_M = 1.0
+#: A clip's sound starts at its first sample reaching this fraction of its peak (-20 dB).
+LOUD_FRACTION_OF_PEAK = 0.1
+#: Audio kept before that first loud sample when a clip is trimmed, s.
+LEAD_IN_S = 0.1
 #: Pole coefficient of the background noise's low-pass (traffic-like spectrum).
 NOISE_POLE = 0.95
 #: Preferred sources when a clip is picked automatically: the cleanest isolated events.
@@ -77,11 +81,19 @@ def sound_source(event: SceneEvent, index: int, *, seed: int) -> tuple[Path | No
 
 
 def pick_sound(event: SceneEvent, index: int, *, seed: int, sample_rate_hz: int) -> np.ndarray:
-    """The waveform of one scripted event at ``sample_rate_hz``, peak-normalised to 1."""
+    """The waveform of one scripted event at ``sample_rate_hz``, peak-normalised to 1.
+
+    At most ``event.max_duration_s`` of it, starting :data:`LEAD_IN_S` before its first
+    sample at -20 dB of the peak (recordings often open with seconds of background).
+    """
     path, _ = sound_source(event, index, seed=seed)
     if path is None:
-        return synthetic_sound(str(event.label), sample_rate_hz=sample_rate_hz, seed=seed + index)
-    return _normalise(read_audio(path, sample_rate_hz=sample_rate_hz))
+        sound = synthetic_sound(str(event.label), sample_rate_hz=sample_rate_hz, seed=seed + index)
+    else:
+        sound = _normalise(read_audio(path, sample_rate_hz=sample_rate_hz))
+    first_loud = int(np.argmax(np.abs(sound) >= LOUD_FRACTION_OF_PEAK))
+    start = max(0, first_loud - round(LEAD_IN_S * sample_rate_hz))
+    return sound[start : start + round(event.max_duration_s * sample_rate_hz)]
 
 
 def _auto_clip(events_dir: Path, label: str, *, seed: int, index: int) -> str | None:

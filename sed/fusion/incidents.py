@@ -87,7 +87,8 @@ class IncidentBuilder:
     def poll(self, now_ns: int) -> list[wire.Incident]:
         """Associate what has waited long enough; return every incident created or changed."""
         changed: dict[str, _Open] = {}
-        if self._pending and now_ns - min(p.received_at_ns for p in self._pending) >= self._wait_ns:
+        waited = bool(self._pending) and now_ns - min(p.received_at_ns for p in self._pending) >= self._wait_ns
+        if waited or self._overdetermined():
             self._associate_pending(changed, now_ns)
         self._expire_leftovers(changed, now_ns)
         horizon = int(self.config.incident_merge_s * NS_PER_S) + self._wait_ns + self._transit_ns
@@ -95,6 +96,16 @@ class IncidentBuilder:
         return [self._to_wire(o) for o in changed.values()]
 
     # ----------------------------------------------------------------- steps
+
+    def _overdetermined(self) -> bool:
+        """One class already has more sensors than a fix needs: associate now, not after the wait.
+
+        Sensors that report later join the shot they fit (:meth:`_join_existing_shot`).
+        """
+        sensors_by_label: dict[str, set[str]] = {}
+        for pending in self._pending:
+            sensors_by_label.setdefault(pending.arrival.label, set()).add(pending.arrival.sensor_id)
+        return any(len(s) > self.config.min_sensors for s in sensors_by_label.values())
 
     def _associate_pending(self, changed: dict[str, _Open], now_ns: int) -> None:
         timed = [p for p in self._pending if p.detection.clock_status is not wire.ClockStatus.UNSYNCED]
@@ -114,7 +125,7 @@ class IncidentBuilder:
         for group in groups:
             incident = self._incident_for_shot(group, now_ns)
             incident.shots.append(group)
-            for arrival in group.arrivals:
+            for arrival in (*group.arrivals, *group.duplicates):  # duplicates: one sound reported twice
                 incident.detections[arrival.detection_id] = by_id.pop(arrival.detection_id).detection
             incident.last_activity_ns = now_ns
             changed[incident.incident_id] = incident

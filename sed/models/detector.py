@@ -96,7 +96,8 @@ class StreamingDetector:
         self._tracker = EventTracker([self._thresholds[label] for label in meta.labels], n_streams=n_streams)
         self._features = np.zeros((n_streams, meta.frontend.n_mels, 4 * meta.window_frames), np.float32)
         self._history_frames = int(_HISTORY_S * meta.sample_rate_hz / meta.frontend.hop_length_samples)
-        self._flux = np.zeros((n_streams, self._history_frames), np.float32)
+        # ring buffer of recent feature frames; frame k sits in column k % history_frames
+        self._history = np.zeros((n_streams, meta.frontend.n_mels, self._history_frames), np.float32)
         self.reset()
 
     @classmethod
@@ -172,9 +173,7 @@ class StreamingDetector:
         self._n_scores_out = 0
         self._n_feat = 0  # frames buffered, starting at frame self._feat_base
         self._feat_base = 0
-        self._flux[:] = 0.0
         self._max_scores = np.zeros((self.n_streams, len(self.metadata.labels)), np.float32)
-        self._last_frame: np.ndarray | None = None
         self._finished: list[DetectorEvent] = []
         self._live: dict[tuple[int, int], DetectorEvent] = {}
 
@@ -194,7 +193,7 @@ class StreamingDetector:
         frames = self._frontend.push(block)
         if frames.shape[2] == 0:
             return []
-        self._update_flux(frames)
+        self._remember(frames)
         self._append(frames)
         meta = self.metadata
         # a stateful model needs one whole window first, then only new frames (it remembers
@@ -244,28 +243,30 @@ class StreamingDetector:
         self._features[:, :, self._n_feat : needed] = frames
         self._n_feat = needed
 
-    def _update_flux(self, frames: np.ndarray) -> None:
-        """Keep the last seconds of onset strength: mean positive dB rise across mel bands."""
-        previous = frames[:, :, :1] if self._last_frame is None else self._last_frame
-        rise = np.diff(frames, axis=2, prepend=previous)
-        flux = np.maximum(rise, 0.0).mean(axis=1)  # (n_streams, n_new)
-        self._last_frame = frames[:, :, -1:].copy()
-        n = min(flux.shape[1], self._history_frames)
-        self._flux = np.roll(self._flux, -n, axis=1)
-        self._flux[:, -n:] = flux[:, -n:]
+    def _remember(self, frames: np.ndarray) -> None:
+        """Keep the last seconds of feature frames (for onset estimates) in the ring buffer."""
+        n_new = frames.shape[2]
+        first = self._frontend.n_frames_out - n_new  # absolute index of frames[..., 0]
+        if n_new > self._history_frames:
+            frames, first = frames[:, :, -self._history_frames :], first + n_new - self._history_frames
+            n_new = self._history_frames
+        columns = (first + np.arange(n_new)) % self._history_frames
+        self._history[:, :, columns] = frames
 
     def _onset(self, stream: int, start_sample: int, stop_sample: int) -> int:
         """Onset estimate: the earliest frame in ``[start, stop - n_fft]`` whose spectral flux
-        reaches half the span's largest (the first of several shots, not the loudest)."""
+        (mean positive dB rise across mel bands) reaches half the span's largest: the first of
+        several shots, not the loudest."""
         p = self.metadata.frontend
         n_frames_total = self._frontend.n_frames_out
-        first_kept = n_frames_total - self._history_frames
-        lo = max(first_kept, -(-start_sample // p.hop_length_samples))
+        first_kept = max(0, n_frames_total - self._history_frames)
+        lo = max(first_kept + 1, -(-start_sample // p.hop_length_samples))
         hi = min(n_frames_total, (stop_sample - p.n_fft) // p.hop_length_samples + 1)
         if hi <= lo:
             return start_sample
-        column = self._flux[stream, lo - first_kept : hi - first_kept]
-        best_frame = lo + int(np.argmax(column >= 0.5 * column.max()))
+        frames = self._history[stream][:, np.arange(lo - 1, hi) % self._history_frames]
+        flux = np.maximum(np.diff(frames, axis=1), 0.0).mean(axis=0)
+        best_frame = lo + int(np.argmax(flux >= 0.5 * flux.max()))
         return best_frame * p.hop_length_samples + p.n_fft // 2
 
     def _convert(self, changes: list[ScoreEvent]) -> list[DetectorEvent]:

@@ -105,16 +105,15 @@ class BatchSampler:
         return clip.source.rstrip("0123456789").replace("sesatest", "sesatrain")
 
     def set_hardness(self, scores: np.ndarray, *, floor: float = 0.25) -> None:
-        """Hard-example mining: weight each clip by how wrong the model is on it.
+        """Hard-negative mining: weight each negative clip by how strongly the model fires on it.
 
         ``scores`` [shape=(n_clips, n_labels)] are the current model's clip maxima; a negative
-        clip's weight is ``floor + max score``, a positive's ``floor + 1 - score of its label``.
+        clip's weight becomes ``floor + max score``. Positives keep their weight: mining them
+        would amplify the weak labels (glass chunks without audible glass) into false alarms.
         """
-        label_index = {label: k for k, label in enumerate(self.labels)}
         for i, clip in enumerate(self.data.clips):
-            k = label_index.get(clip.label)
-            wrong = float(scores[i].max()) if k is None else 1.0 - float(scores[i, k])
-            self.hardness[i] = floor + wrong
+            if clip.label not in self.labels:
+                self.hardness[i] = floor + float(scores[i].max())
 
     def _draw(self, pool: str) -> int:
         rows = self.pools[pool]

@@ -38,7 +38,7 @@ class TrainConfig:
     frontend: FrontendParams = dataclasses.field(default_factory=lambda: SHIPPED_FRONTEND)
     net: NetConfig = dataclasses.field(default_factory=NetConfig)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
-    epochs: int = 60
+    epochs: int = 90
     steps_per_epoch: int = 100
     batch_size: int = 32
     crop_scores: int = 19  # windows per training crop (about 4 s)
@@ -47,7 +47,8 @@ class TrainConfig:
     seed: int = 20261121
     ema_decay: float = 0.998
     max_masked_mels: int = 8
-    mine_every_epochs: int = 2  # re-weight training clips by the model's errors (0: never)
+    mine_every_epochs: int = 3  # re-weight negative training clips by the model's errors (0: never)
+    eval_every_epochs: int = 3  # dev evaluation (model selection) every this many epochs, and at the end
     min_precision_margin: float = 0.02  # "on" sits this far above the highest dev-negative score
 
 
@@ -111,6 +112,9 @@ def train(
             losses.append(loss.item())
         if config.mine_every_epochs and (epoch + 1) % config.mine_every_epochs == 0:
             sampler.set_hardness(clip_max_scores(ema.module, frontend, train_data, lead_s=CLIP_LEAD_S))
+        if (epoch + 1) % config.eval_every_epochs and epoch + 1 != config.epochs:
+            log.info("epoch %d loss %.4f", epoch + 1, float(np.mean(losses)))
+            continue
         dev_scores = clip_max_scores(ema.module, frontend, dev_data, lead_s=CLIP_LEAD_S)
         selection = select_thresholds(dev_scores, dev_data, margin=config.min_precision_margin)
         labels = np.array([c.label for c in dev_data.clips])
