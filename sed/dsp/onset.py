@@ -40,6 +40,8 @@ _STA_S = 0.001
 _LTA_S = 0.030
 #: Candidates closer than this to a stronger one are the same onset, s.
 _MIN_SEPARATION_S = 0.010
+#: Refined onsets closer than this are one onset found twice (keep the larger jump), s.
+_SAME_ONSET_S = 0.002
 #: Strength of a candidate: the loudest short-window power within this time after it, s.
 _STRENGTH_S = 0.050
 #: Dominance: loudest 1 ms this soon after the onset against the loudest this long before, s.
@@ -270,7 +272,21 @@ def _find(
         picks.append(
             dataclasses.replace(pick, snr_db=strength, jump_db=float(ratio_db[peak]), dominance_db=dominance_db)
         )
-    return picks
+    return _merge_repeats(picks, round(_SAME_ONSET_S * sample_rate_hz))
+
+
+def _merge_repeats(picks: list[Pick], window_samples: int) -> list[Pick]:
+    """Picks whose refined onsets lie within ``window_samples`` of each other are one onset
+    (two peaks of the jump statistic refined back to the same first sample): keep the one
+    with the larger jump, in time order."""
+    merged: list[Pick] = []
+    for pick in sorted(picks, key=lambda p: p.sample_index):
+        if merged and pick.sample_index - merged[-1].sample_index <= window_samples:
+            if pick.jump_db > merged[-1].jump_db:
+                merged[-1] = pick
+            continue
+        merged.append(pick)
+    return merged
 
 
 def _present(samples: np.ndarray) -> np.ndarray:

@@ -14,9 +14,10 @@ shipped classifier (skipped when ``sed/models/sed_detector.onnx`` is absent; a
 
 ``paplay`` asks for 10 ms of buffering: the null sink renders that far ahead of the wall
 clock and its monitor hands the audio out as soon as it is rendered, so the sensor may
-time a sound up to that much *before* it was due. Measured here: -2…+2 ms (loudness
-model, SESA clip), +26…+36 ms (shipped model, 12 kHz ShotSpotter clip) after the moment
-``paplay`` was started plus the onset's position in the clip.
+time a sound up to that much *before* it was due. Measured here (after a 2 s stall of the
+sensor process): -11…+2 ms (loudness model, SESA clip), +9…+35 ms (shipped model, 12 kHz
+ShotSpotter clip) after the moment ``paplay`` was started plus the onset's position in the
+clip.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ NOISE_DBFS = -50.0
 PAPLAY_LATENCY_MS = 10
 #: How much later than the paplay call the sound may be heard (process start, PulseAudio buffers), s.
 PLAY_LATENCY_MAX_S = 0.3
-#: How much earlier the sensor may time it (its clock's error), s.
-EARLY_MAX_S = 0.015
+#: How much earlier the sensor may time it: the null sink's render-ahead (PAPLAY_LATENCY_MS) and
+#: its timer's jitter, plus the sensor clock's error, s.
+EARLY_MAX_S = 0.025
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +229,10 @@ def test_gunshot_played_into_the_sound_system_arrives_at_fusion_on_time(
     assert -EARLY_MAX_S < late_s < PLAY_LATENCY_MAX_S, (late_s, clip.name, log.read_text())
     assert clock_status == ("synced" if kernel_clock_synced() else "unsynced")
     assert node.query("SELECT COUNT(*) FROM clips WHERE detection_id = ?", detection_id) == [(1,)]
-    print(f"{kind}: {clip.name} heard {late_s * 1000:.1f} ms after paplay was called + its onset; {last_beat}")
+    print(
+        f"{kind}: {clip.name} heard {late_s * 1000:.1f} ms after paplay was called + its onset; "
+        f"xruns {last_beat.xruns}, clock jumps {last_beat.clock_jumps}, drift {last_beat.clock_drift_ppm:.1f} ppm"
+    )
 
 
 def test_missing_device_and_channel_are_one_line_start_up_errors(
