@@ -39,7 +39,8 @@ import tomli_w
 
 from sed import wire
 from sed.api.auth import hash_password, issue_token
-from sed.api.simulate import SimulatedSensors, SimulationKeys
+from sed.api.simulate import SimulatedSensors
+from sed.keys import NetworkKeys
 from sed.store import Role, Store
 
 RESULTS = Path(__file__).parent / "results" / "api_latency.json"
@@ -104,7 +105,7 @@ class Poller(threading.Thread):
 
 
 def _start_server(
-    workdir: Path, keys: SimulationKeys, *, association_wait_s: float
+    workdir: Path, keys: NetworkKeys, *, association_wait_s: float
 ) -> tuple[subprocess.Popen, str, str]:
     config = {
         "site": {"temperature_c": 15.0},
@@ -137,7 +138,7 @@ def _start_server(
 
 
 def _latency_run(workdir: Path, n_incidents: int, interval_s: float, association_wait_s: float) -> dict:
-    keys = SimulationKeys.create(workdir, list(POLES))
+    keys = NetworkKeys.create(workdir, list(POLES))
     store = Store(f"sqlite:///{workdir / 'sed.sqlite'}")
     store.accounts.add_user("bench", password_hash=hash_password("benchmark only"), role=Role.OPERATOR, now_ns=0)
     token, _ = issue_token(store, "bench", label="bench", now_ns=time.time_ns(), ttl_s=3600)
@@ -197,7 +198,7 @@ def _last_detection_received_ns(host: str, port: int, token: str) -> dict[str, i
 
 
 def _throughput_run(workdir: Path, duration_s: float) -> dict:
-    keys = SimulationKeys.create(workdir / "tp", [])
+    keys = NetworkKeys.create(workdir / "tp", [])
     store = Store(f"sqlite:///{workdir / 'sed.sqlite'}")  # the latency run's database: ~200 incidents
     token, _ = issue_token(store, "bench", label="bench", now_ns=time.time_ns(), ttl_s=3600)
     store.close()

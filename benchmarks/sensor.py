@@ -53,7 +53,7 @@ from sed.capture.sources import Block
 from sed.config import EvidenceSection
 from sed.dsp.audio_io import read_audio
 from sed.fusion.receiver import Receiver
-from sed.keys import generate_keypair
+from sed.keys import NetworkKeys
 from sed.models import StreamingDetector, default_model_path
 from sed.paths import shared_data_dir
 
@@ -159,16 +159,12 @@ class _Fusion(threading.Thread):
 
 
 def _keys(workdir: Path) -> dict[str, Path]:
-    authorized = workdir / "authorized"
-    authorized.mkdir()
-    _, fusion = generate_keypair(workdir / "keys", "fusion")
-    public, sensor = generate_keypair(workdir / "keys", "bench-1")
-    (authorized / "bench-1.key").write_bytes(public.read_bytes())
+    keys = NetworkKeys.create(workdir, ["bench-1"])
     return {
-        "fusion": fusion,
-        "fusion_public": workdir / "keys" / "fusion.key",
-        "sensor": sensor,
-        "authorized": authorized,
+        "fusion": keys.fusion_secret_key_file,
+        "fusion_public": keys.fusion_public_key_file,
+        "sensor": keys.sensor_secret_key_files["bench-1"],
+        "authorized": keys.authorized_keys_dir,
     }
 
 

@@ -18,8 +18,9 @@ from playwright.sync_api import sync_playwright
 
 from sed import wire
 from sed.api.auth import hash_password
-from sed.api.simulate import SimulatedSensors, SimulationKeys
+from sed.api.simulate import SimulatedSensors
 from sed.config import ServerConfig, parse_config
+from sed.keys import NetworkKeys
 from sed.server import Server
 from sed.store import ReviewAction, Role
 
@@ -53,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        keys = SimulationKeys.create(workdir, list(POLES))
+        keys = NetworkKeys.create(workdir, list(POLES))
         config = parse_config(
             {
                 "site": {

@@ -33,7 +33,7 @@ from sed.api.auth import hash_password, issue_token
 from sed.capture.scene import LOUD_FRACTION_OF_PEAK, TruthEvent, ground_truth, pick_sound
 from sed.config import SceneConfig, SceneSection, ServerConfig, load_config, parse_config
 from sed.dsp.onset import find_onsets
-from sed.keys import generate_keypair
+from sed.keys import NetworkKeys
 from sed.server import Server
 from sed.store import Role
 
@@ -107,19 +107,14 @@ class _Setup:
         self.scene_path = workdir / "scene.toml"
         self.scene_path.write_text(tomli_w.dumps(scene_raw))
         self.scene = load_config(self.scene_path, SceneConfig).scene
-        keys, authorized = workdir / "keys", workdir / "authorized_keys"
-        authorized.mkdir(parents=True)
-        generate_keypair(keys, "fusion")
-        for sensor in self.scene.sensors:
-            public, _ = generate_keypair(keys, sensor.id)
-            shutil.copy(public, authorized / public.name)
+        self.keys = NetworkKeys.create(workdir, [sensor.id for sensor in self.scene.sensors])
         self.server = parse_config(
             {
                 "site": {"temperature_c": self.scene.temperature_c},
                 "fusion": {
                     "bind_endpoint": "tcp://127.0.0.1:0",
-                    "secret_key_file": str(keys / "fusion.key_secret"),
-                    "authorized_keys_dir": str(authorized),
+                    "secret_key_file": str(self.keys.fusion_secret_key_file),
+                    "authorized_keys_dir": str(self.keys.authorized_keys_dir),
                 },
                 "api": {"host": "127.0.0.1", "port": 0},
                 "store": {"url": f"sqlite:///{workdir / 'sed.sqlite'}"},
@@ -134,8 +129,8 @@ class _Setup:
             "capture": {"source": "scene", "scene": str(self.scene_path), "start_utc_ns": start_utc_ns},
             "transport": {
                 "fusion_endpoint": endpoint,
-                "secret_key_file": str(self.workdir / "keys" / f"{sensor.id}.key_secret"),
-                "server_public_key_file": str(self.workdir / "keys" / "fusion.key"),
+                "secret_key_file": str(self.keys.sensor_secret_key_files[sensor.id]),
+                "server_public_key_file": str(self.keys.fusion_public_key_file),
                 "outbox_path": str(self.workdir / f"outbox-{sensor.id}.sqlite"),
                 "heartbeat_interval_s": 2.0,
             },
@@ -274,7 +269,8 @@ def _print_report(rows: list[dict], sensors: list[dict], log) -> None:
     for row in rows:
         event: TruthEvent = row["event"]
         incident = row["incident"]
-        head = f"{event.emission_time_s:5.1f} s {event.label:<11} at ({event.position_m[0]:5.0f}, {event.position_m[1]:5.0f})"
+        x_m, y_m, _ = event.position_m
+        head = f"{event.emission_time_s:5.1f} s {event.label:<11} at ({x_m:5.0f}, {y_m:5.0f})"
         if incident is None:
             log(f"{head}   MISSED")
         else:

@@ -14,9 +14,11 @@ new connections (restart the node to drop a connection that is already open).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import zmq.auth
@@ -107,6 +109,44 @@ def register_sensor(public_key_file: Path, authorized_keys_dir: Path, *, sensor_
     return target
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NetworkKeys:
+    """Keys of a whole (test, demo or simulated) network, made in one folder.
+
+    Attributes
+    ----------
+    fusion_secret_key_file, fusion_public_key_file : Path
+    authorized_keys_dir : Path
+        Holds the public keys of the registered sensors.
+    sensor_secret_key_files : dict[str, Path]
+        Sensor id -> its ``.key_secret`` (registered or not).
+    """
+
+    fusion_secret_key_file: Path
+    fusion_public_key_file: Path
+    authorized_keys_dir: Path
+    sensor_secret_key_files: dict[str, Path]
+
+    @classmethod
+    def create(cls, directory: Path, sensor_ids: Iterable[str], *, unregistered: Iterable[str] = ()) -> NetworkKeys:
+        """Fusion key pair, one pair per sensor; ``sensor_ids`` registered, ``unregistered`` not."""
+        keys, authorized = directory / "keys", directory / "authorized_keys"
+        authorized.mkdir(parents=True, exist_ok=True)
+        fusion_public, fusion_secret = generate_keypair(keys, "fusion")
+        registered = list(sensor_ids)
+        secrets = {}
+        for sensor_id in (*registered, *unregistered):
+            public, secrets[sensor_id] = generate_keypair(keys, sensor_id)
+            if sensor_id in registered:
+                shutil.copy(public, authorized / public.name)
+        return cls(
+            fusion_secret_key_file=fusion_secret,
+            fusion_public_key_file=fusion_public,
+            authorized_keys_dir=authorized,
+            sensor_secret_key_files=secrets,
+        )
+
+
 def main(argv: list[str], *, prog: str) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
@@ -128,4 +168,11 @@ def main(argv: list[str], *, prog: str) -> int:
     return 0
 
 
-__all__ = ["authorized_keys", "generate_keypair", "load_keypair", "load_public_key", "register_sensor"]
+__all__ = [
+    "NetworkKeys",
+    "authorized_keys",
+    "generate_keypair",
+    "load_keypair",
+    "load_public_key",
+    "register_sensor",
+]

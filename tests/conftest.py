@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 from sed.fusion.locate import speed_of_sound_m_per_s
-from sed.keys import generate_keypair
+from sed.keys import NetworkKeys
 from sed.paths import shared_data_dir, yamnet_dir
 
 SAMPLE_RATE_HZ = 16000
@@ -76,18 +75,18 @@ def scene_arrivals_ns(
 
 @pytest.fixture
 def curve_keys(tmp_path: Path) -> Callable[..., dict[str, Path]]:
-    """Make a fusion key pair and sensor key pairs; register the sensors (not the 'rogue' ones)."""
+    """Make a fusion key pair and sensor key pairs; register the sensors (not the 'unregistered' ones).
+
+    Returns paths by name: "fusion" (secret), "fusion_public", "authorized_keys_dir", and each sensor's secret.
+    """
 
     def make(*sensor_ids: str, unregistered: tuple[str, ...] = ()) -> dict[str, Path]:
-        keys, authorized = tmp_path / "keys", tmp_path / "authorized_keys"
-        authorized.mkdir(exist_ok=True)
-        paths = {"fusion": generate_keypair(keys, "fusion")[1], "fusion_public": keys / "fusion.key"}
-        paths["authorized_keys_dir"] = authorized
-        for sensor_id in (*sensor_ids, *unregistered):
-            public, secret = generate_keypair(keys, sensor_id)
-            if sensor_id in sensor_ids:
-                shutil.copy(public, authorized / public.name)
-            paths[sensor_id] = secret
-        return paths
+        keys = NetworkKeys.create(tmp_path, sensor_ids, unregistered=unregistered)
+        return {
+            "fusion": keys.fusion_secret_key_file,
+            "fusion_public": keys.fusion_public_key_file,
+            "authorized_keys_dir": keys.authorized_keys_dir,
+            **keys.sensor_secret_key_files,
+        }
 
     return make

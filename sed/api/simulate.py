@@ -10,9 +10,7 @@ hundreds of incidents cheap, with exact ground truth.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -25,39 +23,12 @@ from sed.capture.outbox import Outbox
 from sed.capture.pipeline import encode_flac
 from sed.capture.sender import Sender
 from sed.fusion.locate import speed_of_sound_m_per_s
-from sed.keys import generate_keypair
+from sed.keys import NetworkKeys
 
 #: Evidence clip of a simulated detection: 0.5 s before the onset, 1 s after, at 16 kHz.
 CLIP_PRE_S, CLIP_POST_S, CLIP_RATE_HZ = 0.5, 1.0, 16000
 #: Decay time of the synthetic impulsive sound in the clip, s.
 CLIP_DECAY_S = 0.04
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SimulationKeys:
-    """CURVE keys of a simulated network: the fusion node's pair and each pole's, poles authorised."""
-
-    fusion_secret_key_file: Path
-    fusion_public_key_file: Path
-    authorized_keys_dir: Path
-    sensor_secret_key_files: dict[str, Path]
-
-    @classmethod
-    def create(cls, directory: Path, sensor_ids: list[str]) -> SimulationKeys:
-        keys, authorized = directory / "keys", directory / "authorized_keys"
-        authorized.mkdir(parents=True, exist_ok=True)
-        fusion_public, fusion_secret = generate_keypair(keys, "fusion")
-        secrets = {}
-        for sensor_id in sensor_ids:
-            public, secret = generate_keypair(keys, sensor_id)
-            shutil.copy(public, authorized / public.name)
-            secrets[sensor_id] = secret
-        return cls(
-            fusion_secret_key_file=fusion_secret,
-            fusion_public_key_file=fusion_public,
-            authorized_keys_dir=authorized,
-            sensor_secret_key_files=secrets,
-        )
 
 
 class SimulatedSensors:
@@ -67,7 +38,7 @@ class SimulatedSensors:
     ----------
     endpoint : str
         The fusion node's endpoint.
-    keys : SimulationKeys
+    keys : NetworkKeys
     positions_m : dict
         Sensor id -> (x_m, y_m, z_m) in the site frame.
     workdir : Path
@@ -79,7 +50,7 @@ class SimulatedSensors:
     def __init__(
         self,
         endpoint: str,
-        keys: SimulationKeys,
+        keys: NetworkKeys,
         positions_m: dict[str, tuple[float, float, float]],
         workdir: Path,
         *,
@@ -182,4 +153,4 @@ class SimulatedSensors:
             sender.outbox.close()
 
 
-__all__ = ["SimulatedSensors", "SimulationKeys"]
+__all__ = ["SimulatedSensors"]

@@ -15,7 +15,8 @@ import tomli_w
 
 from sed import wire
 from sed.api.auth import hash_password, issue_token
-from sed.api.simulate import SimulatedSensors, SimulationKeys
+from sed.api.simulate import SimulatedSensors
+from sed.keys import NetworkKeys
 from sed.store import Role, Store
 from tests.unit.api.test_live import SseClient
 
@@ -44,7 +45,7 @@ def _wait_for_line(path: Path, pattern: str, process: subprocess.Popen) -> re.Ma
 
 
 def test_separate_fusion_and_api_processes_push_incidents_live(tmp_path: Path) -> None:
-    keys = SimulationKeys.create(tmp_path, list(POLES))
+    keys = NetworkKeys.create(tmp_path, list(POLES))
     url = f"sqlite:///{tmp_path / 'sed.sqlite'}"
     config = {
         "fusion": {

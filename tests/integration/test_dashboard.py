@@ -18,8 +18,9 @@ import pytest
 
 from sed import wire
 from sed.api.auth import hash_password
-from sed.api.simulate import SimulatedSensors, SimulationKeys
+from sed.api.simulate import SimulatedSensors
 from sed.config import ServerConfig, parse_config
+from sed.keys import NetworkKeys
 from sed.server import Server
 from sed.store import Role
 
@@ -50,7 +51,7 @@ pytestmark = [
 
 @pytest.fixture
 def city(tmp_path: Path) -> Iterator[tuple[Server, SimulatedSensors]]:
-    keys = SimulationKeys.create(tmp_path, list(POLES))
+    keys = NetworkKeys.create(tmp_path, list(POLES))
     config: ServerConfig = parse_config(
         {
             "site": {"name": "Test district", "origin_lat_deg": 49.7475, "origin_lon_deg": 13.3776},
