@@ -104,9 +104,7 @@ class Poller(threading.Thread):
                 self.seen_ns.setdefault(incident["incident_id"], now)
 
 
-def _start_server(
-    workdir: Path, keys: NetworkKeys, *, association_wait_s: float
-) -> tuple[subprocess.Popen, str, str]:
+def _start_server(workdir: Path, keys: NetworkKeys, *, association_wait_s: float) -> tuple[subprocess.Popen, str, str]:
     config = {
         "site": {"temperature_c": 15.0},
         "fusion": {

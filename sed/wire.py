@@ -218,9 +218,7 @@ def decode(data: bytes) -> Message:
     if envelope.type not in _TAGS:
         raise WireError(f"{where}: unknown message type {envelope.type!r}; expected one of {sorted(_TAGS)}")
     if envelope.schema_version != SCHEMA_VERSION:
-        raise WireError(
-            f"{where}: schema v{envelope.schema_version}; this node speaks v{SCHEMA_VERSION}"
-        )
+        raise WireError(f"{where}: schema v{envelope.schema_version}; this node speaks v{SCHEMA_VERSION}")
     try:
         return _message_decoder.decode(data)
     except msgspec.ValidationError as exc:

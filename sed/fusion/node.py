@@ -75,7 +75,9 @@ def run(
                     "incident %s %s at %s ±%s m from %d sensors",
                     incident.incident_id[:8],
                     incident.label,
-                    None if incident.position is None else f"({incident.position.x_m:.1f}, {incident.position.y_m:.1f})",
+                    None
+                    if incident.position is None
+                    else f"({incident.position.x_m:.1f}, {incident.position.y_m:.1f})",
                     None if incident.uncertainty_m is None else f"{incident.uncertainty_m:.1f}",
                     len(incident.sensor_ids),
                 )

@@ -37,6 +37,9 @@ from sed.models.metadata import ClassThresholds, ModelMetadata
 _HISTORY_S = 8.0
 #: Hops the search span reaches before the first window above ``on`` (sounds that build up).
 _SPAN_LEFT_HOPS = 2
+#: Longest search span handed to the arrival-time picker, s (the sound entered the first window
+#: above ``on`` from its right edge, so a long window is cut from the left).
+_MAX_SPAN_S = 1.5
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -95,6 +98,7 @@ class StreamingDetector:
         self._frontend = StreamingLogMel(meta.frontend, n_streams=n_streams)
         self._tracker = EventTracker([self._thresholds[label] for label in meta.labels], n_streams=n_streams)
         self._features = np.zeros((n_streams, meta.frontend.n_mels, 4 * meta.window_frames), np.float32)
+        self._max_span_samples = int(_MAX_SPAN_S * meta.sample_rate_hz)
         self._history_frames = int(_HISTORY_S * meta.sample_rate_hz / meta.frontend.hop_length_samples)
         # ring buffer of recent feature frames; frame k sits in column k % history_frames
         self._history = np.zeros((n_streams, meta.frontend.n_mels, self._history_frames), np.float32)
@@ -277,8 +281,8 @@ class StreamingDetector:
             if ev.last_index >= 0:
                 self._finish(ev)
                 continue
-            start = max(0, (ev.first_index - _SPAN_LEFT_HOPS) * meta.hop_samples)
             stop = ev.first_index * meta.hop_samples + meta.window_samples
+            start = max(0, (ev.first_index - _SPAN_LEFT_HOPS) * meta.hop_samples, stop - self._max_span_samples)
             event = DetectorEvent(
                 stream_index=ev.stream_index,
                 label=meta.labels[ev.class_index],

@@ -127,10 +127,7 @@ def test_scene_checks_events_against_duration_and_duplicate_sensors(tmp_path: Pa
 def test_values_of_secret_keys_are_not_echoed(tmp_path: Path) -> None:
     (tmp_path / "authorized").mkdir()
     (tmp_path / "fusion.key_secret").write_text("x")
-    text = (
-        '[fusion]\nsecret_key_file = "fusion.key_secret"\nauthorized_keys_dir = "authorized"\n'
-        "[store]\nurl = 42\n"
-    )
+    text = '[fusion]\nsecret_key_file = "fusion.key_secret"\nauthorized_keys_dir = "authorized"\n[store]\nurl = 42\n'
     with pytest.raises(ConfigError, match=r"store\.url = <hidden>") as caught:
         load_config(_write(tmp_path, text, "server.toml"))
     assert "42" not in str(caught.value)

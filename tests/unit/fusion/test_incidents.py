@@ -21,7 +21,11 @@ def _config(**changes: object) -> FusionSection:
 
 
 def _detections(
-    source: tuple[float, float], *, emission_ns: int, label: str = "gunshot", sensors: list[int] | None = None,
+    source: tuple[float, float],
+    *,
+    emission_ns: int,
+    label: str = "gunshot",
+    sensors: list[int] | None = None,
     clock: wire.ClockStatus = wire.ClockStatus.SYNCED,
 ) -> list[wire.Detection]:
     times = scene_arrivals_ns(source, SENSORS, emission_ns=emission_ns)
@@ -119,7 +123,11 @@ def test_timing_noise_stays_within_the_reported_uncertainty(timing_noise_s: floa
             jitter = round(rng.normal(0, timing_noise_s) * 1e9)
             detections.append(
                 wire.Detection(
-                    **{f: getattr(d, f) for f in d.__struct_fields__ if f not in {"arrival_time_ns", "arrival_uncertainty_ns"}},
+                    **{
+                        f: getattr(d, f)
+                        for f in d.__struct_fields__
+                        if f not in {"arrival_time_ns", "arrival_uncertainty_ns"}
+                    },
                     arrival_time_ns=d.arrival_time_ns + jitter,
                     arrival_uncertainty_ns=round(timing_noise_s * 1e9),
                 )

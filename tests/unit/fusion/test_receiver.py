@@ -61,7 +61,9 @@ def _sender(rx: Receiver, keys: dict[str, Path], sensor: str, tmp_path: Path) ->
         secret_key_file=keys[sensor],
         server_public_key_file=keys["fusion_public"],
         outbox=Outbox(tmp_path / f"{sensor}.sqlite", resend_initial_s=0.2),
-        heartbeat=lambda: wire.Heartbeat(sensor_id=sensor, sent_at_ns=time.time_ns(), clock_status=wire.ClockStatus.SYNCED),
+        heartbeat=lambda: wire.Heartbeat(
+            sensor_id=sensor, sent_at_ns=time.time_ns(), clock_status=wire.ClockStatus.SYNCED
+        ),
         heartbeat_interval_s=0.5,
     )
 
@@ -72,6 +74,7 @@ def test_detections_arrive_authenticated_and_acks_empty_the_outbox(receiver, tmp
     sender.start()
     for n in range(20):
         sender.submit(_detection("pole-1", n))
+
     def all_in(received: list[Envelope]) -> bool:
         ids = {e.message.detection_id for e in received if isinstance(e.message, wire.Detection)}
         return len(ids) == 20 and any(isinstance(e.message, wire.Heartbeat) for e in received)
