@@ -10,8 +10,11 @@ Two modes, both ending in the same :func:`~sed.fusion.associate.associate` and
 * ``audio``: our onset picker (:func:`sed.dsp.onset.find_onsets`) on the 4-6 WAVs per
   test, then association and location: the sensor-to-fusion path on real recordings.
 
-Positions are scored against the surveyed firing position (smartphone GPS, about 2.5 m)
-and printed beside ShotSpotter's published figures (TN 098, Table III, MLG, 2D).
+Both modes associate with the likelihood method (every arrival carries a directness judged
+at the sensor; rounds from one place support each other) and solve the final positions
+with the METAR wind of the test (``--no-wind`` for still air). Positions are scored against
+the surveyed firing position (smartphone GPS, about 2.5 m) and printed beside ShotSpotter's
+published figures (TN 098, Table III, MLG, 2D).
 """
 
 from __future__ import annotations
@@ -30,21 +33,31 @@ from pathlib import Path
 import numpy as np
 
 from sed.bench import localize_score as scoring
-from sed.bench.localize_audio import audio_arrivals, coverage, read_recordings, refine_with_gcc
+from sed.bench.localize_audio import Clip, audio_arrivals, coverage, read_recordings, refine_with_gcc
+from sed.bench.localize_pulses import pulse_arrivals, tuple_baseline
 from sed.bench.pittsburgh import LiveFireTest, Problem, load_tests
 from sed.errors import SedError
-from sed.fusion.associate import Group, associate
-from sed.fusion.locate import Arrival, locate
+from sed.fusion.associate import METHODS, Group, LikelihoodModel, associate
+from sed.fusion.locate import Arrival, Solution, locate
 
 MODES = ("pulses", "audio")
-#: Timing uncertainty given to a ShotSpotter pulse (ms picks, paths bent by buildings), ns.
-PULSE_UNCERTAINTY_NS = 5_000_000
 #: Per-mode defaults. The pulse stream is dense (about 20 sensors, echoes and unrelated
-#: impulses) with 8-21 sensors per shot; audio has 4-6 sensors, where losing one member
-#: loses the shot, so its tolerance is ShotSpotter's own (tuple residuals < 40 ms).
-DEFAULTS: dict[str, dict[str, float]] = {
-    "pulses": {"min_sensors": 5, "min_participation": 0.4, "max_timing_error_ms": 20.0},
-    "audio": {"min_sensors": 4, "min_participation": 0.0, "max_timing_error_ms": 40.0},
+#: impulses) with 4-24 sensors per shot and ms picks; audio has 4-6 sensors, where losing
+#: one member loses the shot, so its tolerance is ShotSpotter's own (tuple residuals
+#: < 40 ms), and a more sensitive picker (it finds the weak direct sounds of far sensors;
+#: the association sorts out the extra clutter). ``min_participation`` applies to
+#: ``--association consensus`` only.
+DEFAULTS: dict[str, dict[str, float | str | None]] = {
+    "pulses": {"min_sensors": 4, "min_participation": 0.4, "max_timing_error_ms": 20.0, "association": "likelihood"},
+    "audio": {
+        "min_sensors": 4,
+        "min_participation": 0.0,
+        "max_timing_error_ms": 40.0,
+        "association": "likelihood",
+        "min_snr_db": 9.0,
+        "jump_db": 7.0,
+        "min_dominance_db": None,
+    },
 }
 
 
@@ -107,9 +120,29 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--min-dominance-db",
         type=float,
-        default=0.0,
-        help="audio mode: keep onsets at least this much louder than anything in the 300 ms before them "
-        "(default 0; echoes follow a louder sound)",
+        help="audio mode: keep only onsets at least this much louder than anything in the 300 ms before them "
+        "(default: keep all; the likelihood association weighs dominance through each onset's directness)",
+    )
+    parser.add_argument("--min-snr-db", type=float, help="audio mode: picker's minimum onset SNR, dB (default 9)")
+    parser.add_argument("--jump-db", type=float, help="audio mode: picker's minimum power jump, dB (default 7)")
+    parser.add_argument(
+        "--association",
+        choices=METHODS,
+        help="association method (default likelihood; consensus: largest consistent groups first)",
+    )
+    parser.add_argument(
+        "--cluster-radius-m",
+        type=float,
+        default=LikelihoodModel.cluster_radius_m,
+        help="likelihood association: groups this close support each other as rounds from one place "
+        f"(default {LikelihoodModel.cluster_radius_m:g}; 0 switches that off)",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=float,
+        default=LikelihoodModel.min_score,
+        help=f"likelihood association: smallest total log-likelihood ratio of a source "
+        f"(default {LikelihoodModel.min_score:g})",
     )
     parser.add_argument(
         "--gcc",
@@ -122,6 +155,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         default="ml",
         help="final position: ml (default) = robust maximum likelihood; mlg = the closed-form least "
         "squares of Mathias, Leonardi and Galati that ShotSpotter's Table III uses",
+    )
+    parser.add_argument(
+        "--no-wind",
+        action="store_true",
+        help="solve in still air (default: correct for the METAR wind of each test's weather.json)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -160,20 +198,25 @@ def main(argv: list[str], *, prog: str) -> int:
 
 
 def _settings(args: argparse.Namespace, mode: str) -> dict[str, object]:
-    return {
-        "max_timing_error_s": (
-            args.max_timing_error_ms if args.max_timing_error_ms is not None else DEFAULTS[mode]["max_timing_error_ms"]
-        )
-        / 1e3,
-        "min_sensors": args.min_sensors if args.min_sensors is not None else DEFAULTS[mode]["min_sensors"],
-        "min_participation": (
-            args.min_participation if args.min_participation is not None else DEFAULTS[mode]["min_participation"]
-        ),
+    def pick(name: str) -> object:
+        given = getattr(args, name)
+        return given if given is not None else DEFAULTS[mode].get(name)
+
+    settings: dict[str, object] = {
+        "max_timing_error_s": float(pick("max_timing_error_ms")) / 1e3,  # type: ignore[arg-type]
+        "min_sensors": pick("min_sensors"),
+        "min_participation": pick("min_participation"),
+        "association": pick("association"),
+        "cluster_radius_m": args.cluster_radius_m,
+        "min_score": args.min_score,
         "source_height": args.source_height,
         "solver": args.solver,
-        "min_dominance_db": args.min_dominance_db,
-        "gcc": args.gcc,
+        "wind": not args.no_wind,
     }
+    if mode == "audio":
+        settings |= {name: pick(name) for name in ("min_snr_db", "jump_db", "min_dominance_db")}
+        settings["gcc"] = args.gcc
+    return settings
 
 
 def _run_mode(
@@ -187,11 +230,7 @@ def _run_mode(
     for test in tqdm(tests, desc=f"localize {mode}", unit="test", disable=not progress, file=sys.stderr):
         source_z_m = test.survey_m[2] if settings["source_height"] == "survey" else None
         clips = read_recordings(test, problems) if mode == "audio" else {}
-        arrivals = (
-            pulse_arrivals(test)
-            if mode == "pulses"
-            else audio_arrivals(clips, min_dominance_db=float(settings["min_dominance_db"]))  # type: ignore[arg-type]
-        )
+        arrivals = pulse_arrivals(test) if mode == "pulses" else _audio_arrivals(clips, settings)
         groups, _ = associate(
             arrivals,
             temperature_c=test.temperature_c,
@@ -199,15 +238,22 @@ def _run_mode(
             min_sensors=int(settings["min_sensors"]),  # type: ignore[call-overload]
             min_participation=float(settings["min_participation"]),  # type: ignore[arg-type]
             source_z_m=source_z_m,
+            method=str(settings["association"]),
+            likelihood=LikelihoodModel(
+                cluster_radius_m=float(settings["cluster_radius_m"]),  # type: ignore[arg-type]
+                min_score=float(settings["min_score"]),  # type: ignore[arg-type]
+            ),
         )
-        method = str(settings["solver"])
-        groups = [_resolve(g, test.temperature_c, source_z_m, method) for g in groups]
-        if settings["gcc"] and mode == "audio":
-            groups = [
-                refine_with_gcc(g, clips, temperature_c=test.temperature_c, source_z_m=source_z_m, method=method)
-                for g in groups
-            ]
-        solve_ms = {id(g): _time_locate(g, test.temperature_c, source_z_m, method) for g in groups}
+        solve = _Solve(
+            temperature_c=test.temperature_c,
+            source_z_m=source_z_m,
+            method=str(settings["solver"]),
+            wind_m_per_s=test.wind_m_per_s if settings["wind"] else None,
+        )
+        groups = [_resolve(g, solve) for g in groups]
+        if mode == "audio" and settings["gcc"]:
+            groups = [refine_with_gcc(g, clips, solve=solve) for g in groups]
+        solve_ms = {id(g): _time_locate(g, solve) for g in groups}
         keys = {p.uuid: (p.serial, p.arrival_time_ns) for p in test.pulses} if mode == "pulses" else None
         results, extra = scoring.score_test(test, groups, pulse_keys=keys, solve_ms=solve_ms)
         if mode == "audio":
@@ -218,62 +264,46 @@ def _run_mode(
         rows += results
         unmatched += [(test, g) for g in extra]
         if mode == "pulses":
-            baseline += _tuple_baseline(test, source_z_m, method)
+            baseline += tuple_baseline(test, solve=solve)
     return rows, unmatched, baseline
 
 
-def pulse_arrivals(test: LiveFireTest) -> list[Arrival]:
-    """Every pulse of the test as an arrival (detection_id = pulse uuid)."""
-    return [
-        Arrival(
-            sensor_id=p.serial,
-            position_m=p.position_m,
-            arrival_time_ns=p.arrival_time_ns,
-            uncertainty_ns=PULSE_UNCERTAINTY_NS,
-            label="gunshot",
-            detection_id=p.uuid,
-            quality=max(p.snr_db, 1.0) if np.isfinite(p.snr_db) else 1.0,
-        )
-        for p in test.pulses
-    ]
+def _audio_arrivals(clips: dict[str, Clip], settings: dict[str, object]) -> list[Arrival]:
+    dominance = settings["min_dominance_db"]
+    return audio_arrivals(
+        clips,
+        min_dominance_db=-np.inf if dominance is None else float(dominance),  # type: ignore[arg-type]
+        min_snr_db=float(settings["min_snr_db"]),  # type: ignore[arg-type]
+        jump_db=float(settings["jump_db"]),  # type: ignore[arg-type]
+    )
 
 
-def _resolve(group: Group, temperature_c: float, source_z_m: float | None, method: str) -> Group:
-    """The group with its solution from ``method`` (association itself always uses "ml")."""
-    if method == "ml":
-        return group
-    solution = locate(group.arrivals, temperature_c=temperature_c, source_z_m=source_z_m, method=method)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Solve:
+    """How a group's final position is computed: :func:`~sed.fusion.locate.locate` with these."""
+
+    temperature_c: float
+    source_z_m: float | None
+    method: str
+    wind_m_per_s: tuple[float, float] | None
+
+    def __call__(self, arrivals: Sequence[Arrival]) -> Solution:
+        return locate(
+            arrivals, temperature_c=self.temperature_c, source_z_m=self.source_z_m, method=self.method,
+            wind_m_per_s=self.wind_m_per_s,
+        )  # fmt: skip
+
+
+def _resolve(group: Group, solve: _Solve) -> Group:
+    """The group with its final solution (association solves in still air with "ml")."""
+    solution = solve(group.arrivals)
     return dataclasses.replace(group, solution=solution) if solution.status == "located" else group
 
 
-def _time_locate(group: Group, temperature_c: float, source_z_m: float | None, method: str) -> float:
+def _time_locate(group: Group, solve: _Solve) -> float:
     started = time.perf_counter()
-    locate(group.arrivals, temperature_c=temperature_c, source_z_m=source_z_m, method=method)
+    solve(group.arrivals)
     return (time.perf_counter() - started) * 1e3
-
-
-def _tuple_baseline(test: LiveFireTest, source_z_m: float | None, method: str) -> list[scoring.ShotResult]:
-    """Our solver on ShotSpotter's own pulse groups (first pulse per sensor)."""
-    by_uuid = {p.uuid: p for p in test.pulses}
-    groups = []
-    for uuids in test.shot_pulse_uuids:
-        first: dict[str, Arrival] = {}
-        for pulse in sorted((by_uuid[u] for u in uuids if u in by_uuid), key=lambda p: p.arrival_time_ns):
-            first.setdefault(
-                pulse.serial,
-                Arrival(
-                    sensor_id=pulse.serial,
-                    position_m=pulse.position_m,
-                    arrival_time_ns=pulse.arrival_time_ns,
-                    uncertainty_ns=PULSE_UNCERTAINTY_NS,
-                    detection_id=pulse.uuid,
-                ),
-            )
-        solution = locate(list(first.values()), temperature_c=test.temperature_c, source_z_m=source_z_m, method=method)
-        if solution.status == "located":
-            groups.append(Group(label="gunshot", arrivals=tuple(first.values()), solution=solution))
-    results, _ = scoring.score_test(test, groups)
-    return results
 
 
 def _mode_report(
@@ -321,7 +351,7 @@ def _print_table(mode: str, report: dict) -> None:
     print(f"\n{mode} mode ({report['elapsed_s']:.1f} s; settings {report['settings']})")
     header = (
         f"{'FP':<4} {'located':>9} {'false':>5} {'median':>7} {'p90':>7} {'RMS':>7} {'centr.':>7} {'<=15m':>6} "
-        f"{'<=25m':>6} {'sens':>5} {'recall':>6} {'prec':>6} {'ms':>5} | {'SST eps':>7} {'SST n':>6}"
+        f"{'<=25m':>6} {'sens':>5} {'recall':>6} {'prec':>6} {'ms':>5} | {'SST eps':>7} {'SST rms':>7} {'SST n':>6}"
         f" | {'tuples RMS':>10} {'ratio':>6}"
     )
     print(header)
@@ -336,13 +366,15 @@ def _print_table(mode: str, report: dict) -> None:
             f"{_f(s['p90_error_m'])} {_f(s['rms_error_m'])} {_f(s.get('centroid_error_m'))} "
             f"{_f(s['within_15m'], 6, 2)} {_f(s['within_25m'], 6, 2)} {_f(s['mean_sensors'], 5, 1)} "
             f"{_f(s.get('association_recall'), 6, 3)} {_f(s.get('association_precision'), 6, 3)} "
-            f"{_f(s['median_solve_ms'], 5, 2)} | {_f(sst.get('survey_error_m'))} {_f(sst.get('mean_sensors'), 6, 1)}"
+            f"{_f(s['median_solve_ms'], 5, 2)} | {_f(sst.get('survey_error_m'))} {_f(sst.get('rms_error_m'))} "
+            f"{_f(sst.get('mean_sensors'), 6, 1)}"
             f" | {_f(base.get('rms_error_m'), 10)} {_f(ratio, 6, 2)}"
         )
     print(
         "errors: 2-D distance to the survey point, m; centr.: distance of the shots' centroid to it (ShotSpotter's "
-        "'survey error'); SST: ShotSpotter TN 098 Table III, MLG 2D; tuples: our solver on ShotSpotter's own pulse "
-        "groups (same run); ratio = our RMS / tuples RMS; ms: median solve time per shot"
+        "'survey error'); SST: ShotSpotter TN 098 Table III, MLG 2D (rms = sqrt(eps^2 + sigma1^2 + sigma2^2), the "
+        "per-shot RMS their figures imply); tuples: our solver on ShotSpotter's own pulse groups (same run); ratio = "
+        "our RMS / tuples RMS; ms: median solve time per shot"
     )
 
 
@@ -384,4 +416,4 @@ def _meta(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, object]:
     }  # fmt: skip
 
 
-__all__ = ["main", "pulse_arrivals"]
+__all__ = ["main"]

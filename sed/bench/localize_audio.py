@@ -11,6 +11,7 @@ cross-correlating the two clips around their picks.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import soundfile as sf
@@ -19,7 +20,7 @@ from sed.bench.pittsburgh import LiveFireTest, Problem, Recording
 from sed.dsp.gcc import gcc_phat
 from sed.dsp.onset import find_onsets
 from sed.fusion.associate import Group
-from sed.fusion.locate import NS_PER_S, Arrival, SolveStatus, locate, speed_of_sound_m_per_s
+from sed.fusion.locate import NS_PER_S, Arrival, Solution, SolveStatus, speed_of_sound_m_per_s
 
 #: Floor added to the picker's uncertainty for paths bent by buildings, ns.
 AUDIO_UNCERTAINTY_FLOOR_NS = 2_000_000
@@ -54,12 +55,24 @@ def read_recordings(test: LiveFireTest, problems: list[Problem]) -> dict[str, Cl
     return clips
 
 
-def audio_arrivals(clips: dict[str, Clip], *, min_dominance_db: float = 0.0) -> list[Arrival]:
-    """Every onset that dominates the 300 ms before it by ``min_dominance_db``, as an arrival."""
+def audio_arrivals(
+    clips: dict[str, Clip],
+    *,
+    min_dominance_db: float = -np.inf,
+    min_snr_db: float = 12.0,
+    jump_db: float = 9.0,
+) -> list[Arrival]:
+    """Every onset (:func:`~sed.dsp.onset.find_onsets` with ``min_snr_db`` and ``jump_db``)
+    that dominates the 300 ms before it by ``min_dominance_db``, as an arrival with the
+    pick's jump as ``quality`` and its :attr:`~sed.dsp.onset.Pick.directness`."""
     arrivals = []
     for serial, clip in clips.items():
         sr = clip.sample_rate_hz
-        picks = [p for p in find_onsets(clip.audio, sample_rate_hz=sr) if p.dominance_db >= min_dominance_db]
+        picks = [
+            p
+            for p in find_onsets(clip.audio, sample_rate_hz=sr, min_snr_db=min_snr_db, jump_db=jump_db)
+            if p.dominance_db >= min_dominance_db
+        ]
         for k, pick in enumerate(picks):
             sigma_ns = pick.uncertainty_samples / sr * NS_PER_S
             arrivals.append(
@@ -71,15 +84,15 @@ def audio_arrivals(clips: dict[str, Clip], *, min_dominance_db: float = 0.0) -> 
                     label="gunshot",
                     detection_id=f"{serial}/{k}",
                     quality=pick.jump_db,
+                    directness=pick.directness,
                 )
             )
     return arrivals
 
 
-def refine_with_gcc(
-    group: Group, clips: dict[str, Clip], *, temperature_c: float, source_z_m: float | None, method: str
-) -> Group:
-    """Re-time members by GCC-PHAT against the highest-quality member, then re-locate.
+def refine_with_gcc(group: Group, clips: dict[str, Clip], *, solve: Callable[[list[Arrival]], Solution]) -> Group:
+    """Re-time members by GCC-PHAT against the highest-quality member, then re-locate with
+    ``solve`` (e.g. :func:`~sed.fusion.locate.locate` with the test's temperature).
 
     A member keeps its own pick when its clip is cut short by missing audio. The group is
     returned unchanged if the refined arrivals do not locate.
@@ -98,7 +111,7 @@ def refine_with_gcc(
         lag = gcc_phat(reference_clip, clip, max_lag_samples=round(GCC_MAX_LAG_S * sr))
         shift_ns = round(lag.lag_samples / sr * NS_PER_S)
         refined.append(dataclasses.replace(arrival, arrival_time_ns=arrival.arrival_time_ns + shift_ns))
-    solution = locate(refined, temperature_c=temperature_c, source_z_m=source_z_m, method=method)
+    solution = solve(refined)
     if solution.status is not SolveStatus.LOCATED:
         return group
     return dataclasses.replace(group, arrivals=tuple(refined), solution=solution)

@@ -12,7 +12,13 @@ recordings are zero-padded so that sample ``k`` is at ``timestamp + k / rate`` (
 ShotSpotter's own pulse times fall on the onsets in the audio to within a millisecond).
 Runs of exact zeros are missing audio, not silence.
 
-Coordinates: every firing position has its own arbitrary origin; never mix them.
+Coordinates: every firing position has its own arbitrary origin; never mix them. The axes
+are taken as x east, y north (a local tangent plane, as the conversion from latitude and
+longitude suggests); only the wind's direction depends on that.
+
+Wind: ``weather.json`` gives the METAR wind speed (m/s) and the azimuth it blows *from*
+(degrees clockwise from north); :attr:`LiveFireTest.wind_m_per_s` is the velocity it blows
+*to*, (east, north).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -43,6 +50,7 @@ class Pulse:
     position_m: tuple[float, float, float]
     arrival_time_ns: int
     snr_db: float
+    power_db_spl: float = float("nan")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -69,6 +77,8 @@ class LiveFireTest:
     #: ShotSpotter's pulse groups, one per located shot (``shot_index`` order).
     shot_pulse_uuids: tuple[tuple[str, ...], ...]
     recordings: tuple[Recording, ...]
+    #: Wind velocity (east, north), m/s: where the air moves *to*.
+    wind_m_per_s: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +169,7 @@ def _load_test(test_dir: Path) -> tuple[LiveFireTest, list[Problem]]:
             position_m=_xyz(p["location"], where=str(pulses_path)),
             arrival_time_ns=parse_utc_ns(p["arrival_time_utc"], where=str(pulses_path)),
             snr_db=float(p.get("signal_to_noise_dB", float("nan"))),
+            power_db_spl=float(p.get("power_dB_SPL", float("nan"))),
         )
         for p in _read_json(pulses_path)
     )
@@ -191,8 +202,16 @@ def _load_test(test_dir: Path) -> tuple[LiveFireTest, list[Problem]]:
         pulses=pulses,
         shot_pulse_uuids=tuple(tuple(str(u) for u in t["pulse_uuids"]) for t in tuples),
         recordings=tuple(recordings),
+        wind_m_per_s=_wind(weather),
     )
     return test, problems
+
+
+def _wind(weather: dict[str, Any]) -> tuple[float, float]:
+    """METAR speed and from-azimuth as the velocity the air moves to, (east, north) m/s."""
+    speed_m_per_s = float(weather.get("speed", 0.0) or 0.0)
+    from_rad = math.radians(float(weather.get("direction", 0.0) or 0.0))
+    return (-speed_m_per_s * math.sin(from_rad), -speed_m_per_s * math.cos(from_rad))
 
 
 __all__ = ["DatasetError", "LiveFireTest", "Problem", "Pulse", "Recording", "load_tests", "parse_utc_ns"]

@@ -90,6 +90,28 @@ class Pick:
     rise_samples: float
     dominance_db: float = 0.0
 
+    @property
+    def directness(self) -> float:
+        """:func:`directness` of this onset's dominance and jump."""
+        return directness(self.dominance_db, self.jump_db)
+
+
+def directness(dominance_db: float, jump_db: float) -> float:
+    """Log-odds-like score that an onset is a direct sound, not an echo or clutter.
+
+    ``clip((dominance_db - 3) / 4, -3, 3) + clip((jump_db - 14) / 6.7, -2, 2)``: a direct
+    sound dominates the 300 ms before it (see :attr:`Pick.dominance_db`) and jumps out of
+    the noise just before it; an echo follows a louder sound. Set by hand, in round
+    numbers, from the two features' distributions on the Pittsburgh recordings (direct
+    onsets: dominance median 14 dB, jump 23 dB; other onsets: -3 dB and 11 dB); not fitted.
+
+    >>> round(directness(14.0, 23.0), 2), round(directness(-3.0, 11.0), 2)
+    (4.09, -1.95)
+    """
+    dominance = min(max((dominance_db - 3.0) / 4.0, -3.0), 3.0)
+    jump = min(max((jump_db - 14.0) / 6.7, -2.0), 2.0)
+    return dominance + jump
+
 
 def pick_arrival(
     audio: np.ndarray,
@@ -381,4 +403,4 @@ def _aic(window: np.ndarray, *, floor: float) -> np.ndarray:
     return k * np.log(var_before) + (m - 1) * np.log(var_after)
 
 
-__all__ = ["Pick", "find_onsets", "pick_arrival"]
+__all__ = ["Pick", "directness", "find_onsets", "pick_arrival"]

@@ -28,6 +28,12 @@ them all (the "near line-of-sight" pulse selection of ShotSpotter's tech note 09
 
 Three arrivals always fit, so groups of three (``min_sensors=3``) are only formed once no
 four-sensor group is left, and only when their solution is unambiguous.
+
+``method="likelihood"`` replaces steps 1-3 for small arrays (a handful of sensors per
+shot, where a spare equation or two cannot tell right combinations from wrong ones): every
+combination is scored by a likelihood ratio that also weighs each arrival's
+``directness`` and the sensors that stayed silent, and rounds fired from one place support
+each other (:mod:`sed.fusion.likelihood`).
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ from collections.abc import Sequence
 
 from sed.errors import ConfigError
 from sed.fusion.consensus import Group, Pool, Settings
+from sed.fusion.likelihood import LikelihoodModel, SparsePool
 from sed.fusion.locate import Arrival, speed_of_sound_m_per_s
+
+METHODS = ("consensus", "likelihood")
 
 
 def associate(
@@ -47,6 +56,8 @@ def associate(
     min_sensors: int = 3,
     source_z_m: float | None = None,
     min_participation: float = 0.0,
+    method: str = "consensus",
+    likelihood: LikelihoodModel | None = None,
 ) -> tuple[list[Group], list[Arrival]]:
     """Partition arrivals into groups that one source explains.
 
@@ -67,7 +78,17 @@ def associate(
         Negative evidence: of the sensors that reported anything within 5 s and lie no
         farther from the solution than its farthest member (+10 %), at least this fraction
         must be members. A real shot is heard by most sensors around it; a chance
-        alignment of echoes is not. 0 (default) switches the check off.
+        alignment of echoes is not. 0 (default) switches the check off. Consensus only
+        (the likelihood method charges every silent live sensor within reach instead).
+    method : {"consensus", "likelihood"}
+        ``"consensus"`` (default): largest consistent groups first, for dense arrays.
+        ``"likelihood"``: likelihood search with selection by source; best where a
+        shot reaches only a few sensors, and needs ``Arrival.directness`` to be useful
+        (without it, a group needs five fitting sensors to reach the default minimum
+        score). All sensor triples up to 80, a fixed random sample of them beyond; cost
+        grows with the cube of arrivals per sensor within a baseline's travel time.
+    likelihood : LikelihoodModel, optional
+        Parameters of the likelihood method (default :class:`LikelihoodModel()`).
 
     Returns
     -------
@@ -80,6 +101,8 @@ def associate(
         raise ConfigError(f"associate: min_sensors={min_sensors}; expected >= 3")
     if not 0.0 <= min_participation <= 1.0:
         raise ConfigError(f"associate: min_participation={min_participation}; expected in [0, 1]")
+    if method not in METHODS:
+        raise ConfigError(f"associate: method={method!r}; expected one of {METHODS}")
     settings = Settings(
         tolerance_m=speed_of_sound_m_per_s(temperature_c) * max_timing_error_s,
         min_sensors=min_sensors,
@@ -88,8 +111,14 @@ def associate(
     groups: list[Group] = []
     leftover: list[Arrival] = []
     for label in sorted({a.label for a in arrivals}):
-        pool = Pool([a for a in arrivals if a.label == label], temperature_c, source_z_m, settings)
-        found, rest = pool.associate()
+        same = [a for a in arrivals if a.label == label]
+        if method == "likelihood":
+            found, rest = SparsePool(
+                same, temperature_c=temperature_c, source_z_m=source_z_m, tolerance_s=max_timing_error_s,
+                min_sensors=min_sensors, model=likelihood or LikelihoodModel(),
+            ).associate()  # fmt: skip
+        else:
+            found, rest = Pool(same, temperature_c, source_z_m, settings).associate()
         groups += found
         leftover += rest
     groups.sort(key=lambda g: g.solution.origin_time_ns or 0)
@@ -97,4 +126,4 @@ def associate(
     return groups, leftover
 
 
-__all__ = ["Group", "associate"]
+__all__ = ["METHODS", "Group", "LikelihoodModel", "associate"]

@@ -17,6 +17,7 @@ import itertools
 import numpy as np
 
 from sed.fusion.locate import NS_PER_S, Arrival, Solution, SolveStatus, locate, speed_of_sound_m_per_s
+from sed.fusion.tdoa import exact_triples
 
 #: Hypotheses drawn per seed when there are more than ``_ENUMERATE_UP_TO`` candidates.
 _HYPOTHESES_PER_SEED = 64
@@ -129,7 +130,7 @@ class Pool:
             if group is None:
                 continue
             indices, solution = group
-            if any(_is_echo(indices, solution, earlier, self) for earlier in groups):
+            if any(is_echo([self.arrivals[i] for i in indices], solution, earlier) for earlier in groups):
                 continue
             self.pending[indices] = False
             duplicates = self._duplicates(indices)
@@ -198,38 +199,8 @@ class Pool:
         return np.column_stack([np.full(int(ok.sum()), seed), i[ok], j[ok]])
 
     def _solve_triples(self, triples: np.ndarray) -> np.ndarray:
-        """Exact (x, y, tau) through each triple: up to two per triple, shape (2h, 3), NaN where none.
-
-        ``|p - s_i|^2 = (r_i - tau)^2`` is linear in (x, y, tau) given
-        ``w = x^2 + y^2 - tau^2``; substituting back gives a quadratic in w.
-        """
-        xy = self.local[triples][..., :2]
-        ranges = self.ranges_m[triples]
-        rhs = ranges**2 - (xy**2).sum(axis=-1) - self.height[triples]
-        design = np.concatenate([-2.0 * xy, 2.0 * ranges[..., None]], axis=-1)
-        scale = np.abs(design).max(axis=(1, 2))
-        ok = np.abs(np.linalg.det(design)) > 1e-9 * scale**3
-        solutions = np.full((2, len(triples), 3), np.nan)
-        if not ok.any():
-            return solutions.reshape(-1, 3)
-        u = np.linalg.solve(design[ok], rhs[ok][..., None])[..., 0]
-        v = np.linalg.solve(design[ok], -np.ones((int(ok.sum()), 3, 1)))[..., 0]
-        qa = v[:, 0] ** 2 + v[:, 1] ** 2 - v[:, 2] ** 2
-        qb = 2.0 * (u[:, 0] * v[:, 0] + u[:, 1] * v[:, 1] - u[:, 2] * v[:, 2]) - 1.0
-        qc = u[:, 0] ** 2 + u[:, 1] ** 2 - u[:, 2] ** 2
-        discriminant = qb**2 - 4.0 * qa * qc
-        root = np.sqrt(np.where(discriminant >= 0, discriminant, np.nan))
-        linear = np.abs(qa) < 1e-12
-        safe_qa = np.where(linear, 1.0, qa)
-        for k, sign in enumerate((-1.0, 1.0)):
-            w = np.where(linear, -qc / np.where(qb == 0, np.nan, qb), (-qb + sign * root) / (2.0 * safe_qa))
-            if k == 1:
-                w = np.where(linear, np.nan, w)
-            candidate = u + w[:, None] * v
-            causal = candidate[:, 2] <= ranges[ok].min(axis=1) + 1e-6
-            candidate[~causal] = np.nan
-            solutions[k, ok] = candidate
-        return solutions.reshape(-1, 3)
+        """Exact (x, y, tau) through each triple: up to two per triple, shape (2h, 3), NaN where none."""
+        return exact_triples(self.local[triples][..., :2], self.ranges_m[triples], self.height[triples])
 
     def _score(self, solutions: np.ndarray, pool: np.ndarray) -> tuple[int, float, int, float, np.ndarray] | None:
         """Best hypothesis: (sensor count, support, preceded, MSAC cost, members).
@@ -346,7 +317,7 @@ class Pool:
         return _best_per_sensor(pool[inlier], self.ranges_m[pool][inlier], self.sensor)
 
 
-def _is_echo(members: np.ndarray, solution: Solution, earlier: Group, pool: Pool) -> bool:
+def is_echo(ours: list[Arrival], solution: Solution, earlier: Group) -> bool:
     """Is this consensus a reflection of an accepted group that is at least as large?
 
     * **Mirror image.** A flat reflector makes an image source: consistent on every sensor
@@ -359,7 +330,6 @@ def _is_echo(members: np.ndarray, solution: Solution, earlier: Group, pool: Pool
       source in that shadow on the same sensors is given up.
     """
     direct = {a.sensor_id: a.arrival_time_ns for a in earlier.arrivals}
-    ours = [pool.arrivals[i] for i in members]
     if len(ours) > len(direct) or solution.origin_time_ns is None or earlier.solution.origin_time_ns is None:
         return False
     lags_s = [(a.arrival_time_ns - direct[a.sensor_id]) / NS_PER_S for a in ours if a.sensor_id in direct]
@@ -385,4 +355,4 @@ def _best_per_sensor(indices: np.ndarray, rank_key: np.ndarray, sensor: np.ndarr
     return np.sort(chosen[keep])
 
 
-__all__ = ["Group", "Pool", "Settings"]
+__all__ = ["Group", "Pool", "Settings", "is_echo"]

@@ -16,6 +16,10 @@ arrival times ``t_i`` we find the source ``p`` minimising
   sensors; for three sensors the quadratic whose roots are the (up to two) exact solutions.
 * **Refinement.** Damped Gauss-Newton with Huber weights (outliers beyond 3 sigma are
   down-weighted, not trusted).
+* **Wind.** A steady horizontal wind ``w`` carries the wavefront: to first order in
+  ``|w| / c`` the range to sensor i shortens by ``w . (s_i - p) / c``. That is absorbed
+  exactly by shifting each range by ``w . s_i / c`` and the emission term by ``w . p / c``,
+  so the same solvers apply (1.8 m/s moves a shot heard 300-900 m away by about 1-2 m).
 * **Uncertainty.** The covariance is the inverse Fisher information ``(J^T W J)^-1`` at the
   solution, from each arrival's stated 1-sigma timing uncertainty, inflated by the
   residuals' reduced chi-square when they scatter more than stated (never deflated).
@@ -78,6 +82,11 @@ class Arrival:
         prefers groups of high quality, and treats an arrival that follows a not much
         weaker one (within 6 units) of its sensor within 0.3 s as a possible echo.
         :func:`locate` ignores it.
+    directness : float
+        Log-odds, judged at the sensor, that this is the direct sound of an event rather
+        than an echo or an unrelated impulse (e.g. :attr:`sed.dsp.onset.Pick.directness`);
+        0 (default) = no opinion. The likelihood association adds it to a group's score;
+        :func:`locate` ignores it.
     """
 
     sensor_id: str
@@ -87,6 +96,7 @@ class Arrival:
     label: str = ""
     detection_id: str = ""
     quality: float = 1.0
+    directness: float = 0.0
 
 
 class SolveStatus(enum.StrEnum):
@@ -146,6 +156,7 @@ def locate(
     solve_z: bool = False,
     robust: bool = True,
     method: str = "ml",
+    wind_m_per_s: tuple[float, float] | None = None,
 ) -> Solution:
     """Source position and emission time from the arrivals of one sound at >= 3 sensors.
 
@@ -167,6 +178,9 @@ def locate(
         start. ``"mlg"``: the closed-form least-squares point itself (Mathias, Leonardi and
         Galati; ShotSpotter's published solver), for four or more sensors in 2D/2.5D;
         residuals and covariance are evaluated there.
+    wind_m_per_s : (float, float), optional
+        Horizontal wind velocity (x, y components of where it blows *to*; m/s) in the site
+        frame. ``None`` (default): still air.
 
     Returns
     -------
@@ -199,6 +213,10 @@ def locate(
     sigma_m = np.array([max(a.uncertainty_ns, 1) / NS_PER_S * c for a in arrivals])
     origin = sensors.mean(axis=0)
     local = sensors - origin
+    drift = np.zeros(2) if wind_m_per_s is None else np.asarray(wind_m_per_s, dtype=np.float64) / c
+    if not np.all(np.isfinite(drift)) or drift.shape != (2,):
+        raise GeometryError(f"locate: wind_m_per_s={wind_m_per_s!r}; expected two finite numbers")
+    ranges_m = ranges_m + local[:, :2] @ drift
 
     centred_xy = local[:, :2] - local[:, :2].mean(axis=0)
     if np.linalg.svd(centred_xy, compute_uv=False)[-1] / math.sqrt(len(arrivals)) < _MIN_CROSS_SPREAD_M:
@@ -234,7 +252,7 @@ def locate(
     covariance = best.covariance[:2, :2]
     x, y = best.params[:2] + origin[:2]
     z = float(best.params[2] + origin[2]) if dimensions == "3d" else placeholder_z(source_z_m, sensors)
-    tau_m = best.params[-1]
+    tau_m = best.params[-1] - float(best.params[:2] @ drift)
     return Solution(
         status=SolveStatus.LOCATED,
         position_m=(float(x), float(y), z),

@@ -106,6 +106,54 @@ def fit_all(
     return fits
 
 
+def exact_triples(xy: np.ndarray, ranges_m: np.ndarray, height_m2: np.ndarray) -> np.ndarray:
+    """Exact (x, y, tau) through many triples of arrivals at once.
+
+    ``|p - s_i|^2 = (r_i - tau)^2`` is linear in (x, y, tau) given ``w = x^2 + y^2 - tau^2``;
+    substituting back gives a quadratic in w, so up to two solutions per triple.
+
+    Parameters
+    ----------
+    xy : np.ndarray [shape=(h, 3, 2)]
+        Sensor positions of each triple, local frame, m.
+    ranges_m : np.ndarray [shape=(h, 3)]
+        ``c (t_i - t_ref)``, m.
+    height_m2 : np.ndarray [shape=(h, 3)]
+        Squared height difference source - sensor (0 in the plane), m^2.
+
+    Returns
+    -------
+    np.ndarray [shape=(2h, 3)]
+        Both roots of every triple (first roots, then second roots); NaN where a root is
+        complex, the triple degenerate, or the emission would follow an arrival.
+    """
+    rhs = ranges_m**2 - (xy**2).sum(axis=-1) - height_m2
+    design = np.concatenate([-2.0 * xy, 2.0 * ranges_m[..., None]], axis=-1)
+    scale = np.abs(design).max(axis=(1, 2)) if len(design) else np.zeros(0)
+    ok = np.abs(np.linalg.det(design)) > 1e-9 * scale**3 if len(design) else np.zeros(0, dtype=bool)
+    solutions = np.full((2, len(ranges_m), 3), np.nan)
+    if not ok.any():
+        return solutions.reshape(-1, 3)
+    u = np.linalg.solve(design[ok], rhs[ok][..., None])[..., 0]
+    v = np.linalg.solve(design[ok], -np.ones((int(ok.sum()), 3, 1)))[..., 0]
+    qa = v[:, 0] ** 2 + v[:, 1] ** 2 - v[:, 2] ** 2
+    qb = 2.0 * (u[:, 0] * v[:, 0] + u[:, 1] * v[:, 1] - u[:, 2] * v[:, 2]) - 1.0
+    qc = u[:, 0] ** 2 + u[:, 1] ** 2 - u[:, 2] ** 2
+    discriminant = qb**2 - 4.0 * qa * qc
+    root = np.sqrt(np.where(discriminant >= 0, discriminant, np.nan))
+    linear = np.abs(qa) < 1e-12
+    safe_qa = np.where(linear, 1.0, qa)
+    for k, sign in enumerate((-1.0, 1.0)):
+        w = np.where(linear, -qc / np.where(qb == 0, np.nan, qb), (-qb + sign * root) / (2.0 * safe_qa))
+        if k == 1:
+            w = np.where(linear, np.nan, w)
+        candidate = u + w[:, None] * v
+        causal = candidate[:, 2] <= ranges_m[ok].min(axis=1) + 1e-6
+        candidate[~causal] = np.nan
+        solutions[k, ok] = candidate
+    return solutions.reshape(-1, 3)
+
+
 def _real_roots(a: float, b: float, c: float) -> list[float]:
     discriminant = b * b - 4.0 * a * c
     if discriminant < 0:
@@ -208,6 +256,7 @@ __all__ = [
     "Fit",
     "closed_form_starts",
     "distinct_exact",
+    "exact_triples",
     "fit_all",
     "placeholder_z",
     "refine",

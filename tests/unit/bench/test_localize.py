@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from sed.bench.localize import main
+from sed.bench.localize_pulses import pulse_arrivals
 from sed.bench.pittsburgh import DatasetError, load_tests, parse_utc_ns
 from sed.fusion.locate import speed_of_sound_m_per_s
 
@@ -94,6 +95,32 @@ def test_synthetic_folder_is_located_in_both_modes_and_bad_files_are_named(
     assert report["modes"]["pulses"]["per_firing_position"]["FP9"]["association_recall"] == 1.0
     assert (tmp_path / "report_FP9.png").is_file()
     assert report["meta"]["git_commit"]
+
+
+def test_metar_wind_becomes_the_velocity_the_air_moves_to(tmp_path: Path, rng: np.random.Generator) -> None:
+    _write_test(tmp_path, rng, shot_times_s=(1.2,))
+    weather = tmp_path / "FP9" / "test_001" / "test_001.weather.json"
+    weather.write_text(json.dumps({"temperature": 0.0, "speed": 2.0, "direction": 90.0}))  # from the east
+    (test,), _ = load_tests(tmp_path)
+    assert test.wind_m_per_s == pytest.approx((-2.0, 0.0), abs=1e-12)
+
+
+def test_a_pulse_after_a_louder_one_of_its_sensor_is_judged_less_direct(tmp_path: Path) -> None:
+    def pulse(uuid: str, serial: str, offset_s: float, power_db: float, snr_db: float) -> dict[str, object]:
+        return {
+            "pulse_uuid": uuid, "serial_number": serial, "arrival_time_utc": _utc(offset_s),
+            "location": {"x": 0.0, "y": 0.0, "z": 0.0}, "signal_to_noise_dB": snr_db, "power_dB_SPL": power_db,
+        }  # fmt: skip
+
+    _write_test(tmp_path, np.random.default_rng(0), shot_times_s=(1.2,))
+    pulses = [pulse("direct", "A", 1.0, 90.0, 25.0), pulse("echo", "A", 1.1, 84.0, 25.0),
+              pulse("later", "A", 2.0, 84.0, 25.0), pulse("other", "B", 1.1, 84.0, 25.0)]  # fmt: skip
+    (tmp_path / "FP9" / "test_001" / "test_001.allpulses.json").write_text(json.dumps(pulses))
+    (test,), _ = load_tests(tmp_path)
+    judged = {a.detection_id: a.directness for a in pulse_arrivals(test)}
+    # Same SNR everywhere: only the louder pulse 100 ms earlier on sensor A tells the echo.
+    assert judged["echo"] < judged["direct"] - 2.0
+    assert judged["later"] == judged["other"] > judged["echo"]
 
 
 def test_folder_without_tests_is_refused(tmp_path: Path) -> None:

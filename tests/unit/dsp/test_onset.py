@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from sed.dsp.onset import Pick, find_onsets, pick_arrival
+from sed.dsp.onset import Pick, directness, find_onsets, pick_arrival
 from sed.errors import AudioFormatError
 
 SAMPLE_RATE_HZ = 12_000
@@ -98,6 +98,31 @@ def test_first_of_several_shots_is_picked_and_find_onsets_sees_each_shot() -> No
     for shot_s in (1.1, 1.45, 1.8):
         assert min(abs(t - shot_s) for t in onset_times_s) < 0.5e-3
     assert onset_times_s == sorted(onset_times_s)
+
+
+def test_an_onset_whose_jump_peaks_twice_is_reported_once() -> None:
+    # A shot followed 12 ms later by an equally loud one (a second impulse in the same
+    # sound): the jump statistic peaks at both, and the second peak's AIC window reaches
+    # back to the first onset, so both refine to the same sample.
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        audio = synthetic_shot(rng, onset_s=1.2, gain=0.5, echoes=(), tau_s=0.002)
+        audio += synthetic_shot(rng, onset_s=1.212, gain=0.5, echoes=())
+        onsets = [p.sample_index / SAMPLE_RATE_HZ for p in find_onsets(audio, sample_rate_hz=SAMPLE_RATE_HZ)]
+        assert min(abs(t - 1.2) for t in onsets) < 0.5e-3
+        assert np.all(np.diff(onsets) > 0.002), f"seed {seed}: onsets {onsets}"
+
+
+def test_directness_is_high_for_the_shot_and_low_for_its_echoes() -> None:
+    assert directness(14.0, 23.0) > 3.0 > 0.0 > directness(-3.0, 11.0)
+    assert -5.0 <= directness(-80.0, 0.0) < directness(0.0, 0.0) < directness(80.0, 80.0) <= 5.0
+    rng = np.random.default_rng(9)
+    audio = synthetic_shot(rng, onset_s=1.2, gain=0.2, echoes=((0.06, 0.5), (0.15, 0.4)), tau_s=0.002)
+    onsets = find_onsets(audio, sample_rate_hz=SAMPLE_RATE_HZ, jump_db=7.0, min_snr_db=9.0)
+    first = min(onsets, key=lambda p: abs(p.sample_index / SAMPLE_RATE_HZ - 1.2))
+    later = [p for p in onsets if p.sample_index / SAMPLE_RATE_HZ > 1.25]
+    assert later, "the echoes should be onsets too"
+    assert all(first.directness > p.directness + 2.0 for p in later)
 
 
 def test_stationary_noise_has_no_onset() -> None:

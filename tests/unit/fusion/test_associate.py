@@ -1,4 +1,7 @@
-"""Association on synthetic pulse streams: direct sounds, echoes, unrelated pulses, several shots."""
+"""Association on synthetic pulse streams: direct sounds, echoes, unrelated pulses, several shots.
+
+Behaviour both methods share is tested for both; what is particular to the likelihood method
+is in ``test_likelihood.py``."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import numpy as np
 import pytest
 
 from sed.errors import ConfigError
-from sed.fusion.associate import associate
+from sed.fusion.associate import METHODS, associate
 from sed.fusion.locate import Arrival, SolveStatus, speed_of_sound_m_per_s
 
 TEMPERATURE_C = 0.0
@@ -17,11 +20,14 @@ SENSORS_M = np.array(
 )
 
 
-def arrival(sensor: int, time_ns: int, *, label: str = "gunshot", tag: str = "", quality: float = 1.0) -> Arrival:
+def arrival(
+    sensor: int, time_ns: int, *, label: str = "gunshot", tag: str = "", quality: float = 1.0, directness: float = 0.0
+) -> Arrival:
     x, y = SENSORS_M[sensor]
     return Arrival(
         sensor_id=f"s{sensor}", position_m=(float(x), float(y), 0.0), arrival_time_ns=int(time_ns),
         uncertainty_ns=1_000_000, label=label, detection_id=tag or f"s{sensor}@{time_ns}", quality=quality,
+        directness=directness,
     )  # fmt: skip
 
 
@@ -66,14 +72,17 @@ def direct_ids(group_arrivals: tuple[Arrival, ...]) -> set[str]:
     return {a.detection_id for a in group_arrivals}
 
 
-def test_one_shot_is_found_among_echoes_and_unrelated_pulses(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_one_shot_is_found_among_echoes_and_unrelated_pulses(rng: np.random.Generator, method: str) -> None:
     source = (35.0, -60.0)
     direct = shot(source, T0_NS, rng)
     stream = direct + echoes(direct, rng) + unrelated(rng, 12, 2.0)
     rng.shuffle(stream)  # type: ignore[arg-type]
     # Four of 36 stray pulses align by chance somewhere; negative evidence (most live sensors
     # around a real source hear it) rejects such groups.
-    groups, leftover = associate(stream, temperature_c=TEMPERATURE_C, min_sensors=4, min_participation=0.6)
+    groups, leftover = associate(
+        stream, temperature_c=TEMPERATURE_C, min_sensors=4, min_participation=0.6, method=method
+    )
     assert len(groups) == 1
     (group,) = groups
     assert direct_ids(group.arrivals) == {a.detection_id for a in direct}
@@ -83,22 +92,24 @@ def test_one_shot_is_found_among_echoes_and_unrelated_pulses(rng: np.random.Gene
     assert all(a.detection_id.startswith(("echo", "noise")) for a in leftover)
 
 
-def test_shots_seconds_apart_become_separate_groups(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_shots_seconds_apart_become_separate_groups(rng: np.random.Generator, method: str) -> None:
     source = (-120.0, 90.0)
     emissions = [T0_NS, T0_NS + 1_500_000_000, T0_NS + 4_200_000_000]
     directs = [shot(source, e, rng) for e in emissions]
     stream = [a for d in directs for a in d] + [a for d in directs for a in echoes(d, rng, per_sensor=2)]
-    groups, _ = associate(stream, temperature_c=TEMPERATURE_C, min_sensors=4, min_participation=0.6)
+    groups, _ = associate(stream, temperature_c=TEMPERATURE_C, min_sensors=4, min_participation=0.6, method=method)
     assert len(groups) == 3
     for group, direct, emission in zip(groups, directs, emissions, strict=True):  # groups come sorted by time
         assert direct_ids(group.arrivals) == {a.detection_id for a in direct}
         assert abs(group.solution.origin_time_ns - emission) < 2_000_000  # type: ignore[operator]
 
 
-def test_two_places_at_once_and_classes_never_mix(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_two_places_at_once_and_classes_never_mix(rng: np.random.Generator, method: str) -> None:
     gunshot = shot((0.0, 0.0), T0_NS, rng)
     glass = shot((200.0, 150.0), T0_NS + 50_000_000, rng, label="glass_break", tag="glass")
-    groups, leftover = associate(gunshot + glass, temperature_c=TEMPERATURE_C, min_sensors=4)
+    groups, leftover = associate(gunshot + glass, temperature_c=TEMPERATURE_C, min_sensors=4, method=method)
     assert sorted(g.label for g in groups) == ["glass_break", "gunshot"]
     for group in groups:
         assert {a.label for a in group.arrivals} == {group.label}
@@ -106,23 +117,27 @@ def test_two_places_at_once_and_classes_never_mix(rng: np.random.Generator) -> N
     assert leftover == []
 
 
-def test_mirror_image_of_a_wall_reflection_is_not_a_second_source(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_mirror_image_of_a_wall_reflection_is_not_a_second_source(rng: np.random.Generator, method: str) -> None:
     source = np.array([60.0, 40.0])
     direct = shot(tuple(source), T0_NS, rng)
     # A long wall along y = 250: sensors south of it hear the reflection from the image source.
     image = (source[0], 2 * 250.0 - source[1])
     south = [s for s in range(len(SENSORS_M)) if SENSORS_M[s, 1] < 250.0]
     reflection = shot(image, T0_NS, rng, sensors=south, tag="reflection")
-    groups, leftover = associate(direct + reflection, temperature_c=TEMPERATURE_C, min_sensors=4)
+    groups, leftover = associate(direct + reflection, temperature_c=TEMPERATURE_C, min_sensors=4, method=method)
     assert len(groups) == 1
     assert direct_ids(groups[0].arrivals) == {a.detection_id for a in direct}
     assert {a.detection_id for a in leftover} == {a.detection_id for a in reflection}
 
 
-def test_a_sound_reported_twice_by_one_sensor_is_a_duplicate_not_a_leftover(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_a_sound_reported_twice_by_one_sensor_is_a_duplicate_not_a_leftover(
+    rng: np.random.Generator, method: str
+) -> None:
     direct = shot((10.0, 10.0), T0_NS, rng)
     repeat = arrival(2, direct[2].arrival_time_ns + 800_000, tag="repeat")
-    groups, leftover = associate([*direct, repeat], temperature_c=TEMPERATURE_C, min_sensors=4)
+    groups, leftover = associate([*direct, repeat], temperature_c=TEMPERATURE_C, min_sensors=4, method=method)
     assert len(groups) == 1 and leftover == []
     assert [a.detection_id for a in groups[0].duplicates] == ["repeat"]
 
@@ -138,9 +153,10 @@ def test_echo_with_higher_quality_loses_to_the_direct_sound(rng: np.random.Gener
     assert [a.detection_id for a in leftover] == ["echo"]
 
 
-def test_too_few_sensors_leave_everything_over(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_too_few_sensors_leave_everything_over(rng: np.random.Generator, method: str) -> None:
     direct = shot((0.0, 0.0), T0_NS, rng, sensors=[1, 3, 5])
-    groups, leftover = associate(direct, temperature_c=TEMPERATURE_C, min_sensors=4)
+    groups, leftover = associate(direct, temperature_c=TEMPERATURE_C, min_sensors=4, method=method)
     assert groups == [] and len(leftover) == 3
 
 
@@ -160,7 +176,7 @@ def test_sparse_participation_is_rejected_when_asked(rng: np.random.Generator) -
     assert len(kept) == 1 and dropped == []
 
 
-@pytest.mark.parametrize(("kwargs"), [{"min_sensors": 2}, {"min_participation": 1.5}])
+@pytest.mark.parametrize(("kwargs"), [{"min_sensors": 2}, {"min_participation": 1.5}, {"method": "vote"}])
 def test_bad_settings_raise_config_error(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         associate([], temperature_c=TEMPERATURE_C, **kwargs)  # type: ignore[arg-type]

@@ -196,3 +196,30 @@ def test_solve_takes_under_five_milliseconds(rng: np.random.Generator) -> None:
         locate(arrivals, temperature_c=TEMPERATURE_C)
         durations_s.append(time.thread_time() - started)
     assert np.median(durations_s) < 5e-3
+
+
+def test_wind_carried_wavefront_is_undone_when_the_wind_is_given(rng: np.random.Generator) -> None:
+    c = speed_of_sound_m_per_s(TEMPERATURE_C)
+    wind = np.array([4.0, -3.0])  # blows towards east-south-east, 5 m/s
+    sensors = ring_of_sensors(rng, 8, radius_m=800.0)
+    source = OFFSET_M + np.array([40.0, 25.0, 0.0])
+    arrivals = []
+    for i, sensor in enumerate(sensors):
+        # Exact moving-medium travel time: |s - p - w T| = c T.
+        d = sensor[:2] - source[:2]
+        a, b, q = c**2 - wind @ wind, d @ wind, d @ d
+        travel_s = (-b + math.sqrt(b * b + a * q)) / a
+        arrivals.append(
+            Arrival(sensor_id=f"s{i}", position_m=tuple(float(v) for v in sensor),
+                    arrival_time_ns=EMISSION_NS + round(travel_s * 1e9), uncertainty_ns=1_000_000)
+        )  # fmt: skip
+    still = locate(arrivals, temperature_c=TEMPERATURE_C)
+    windy = locate(arrivals, temperature_c=TEMPERATURE_C, wind_m_per_s=(4.0, -3.0))
+    assert still.position_m is not None and windy.position_m is not None
+    assert horizontal_error_m(still.position_m, source) > 1.0  # the wind moves the apparent source
+    assert horizontal_error_m(windy.position_m, source) < 0.1
+    # The correction is first order in |w| / c; what is left of the emission time is second order.
+    assert abs(windy.origin_time_ns - EMISSION_NS) < 500_000  # type: ignore[operator]
+    assert np.abs(windy.residuals_m).max() < 0.05
+    with pytest.raises(GeometryError, match="wind_m_per_s"):
+        locate(arrivals, temperature_c=TEMPERATURE_C, wind_m_per_s=(float("nan"), 0.0))
