@@ -6,18 +6,16 @@ live feed (no socket in between); the API serves REST, live push, webhooks and t
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 from sed import wire
 from sed.api.app import create_app
 from sed.api.server import ApiServer
-from sed.config import ServerConfig, load_config
+from sed.config import ServerConfig
 from sed.fusion import node
-from sed.runtime import setup_logging, stop_on_signals
+from sed.runtime import start_service
 from sed.store import Store
 
 log = logging.getLogger("sed.server")
@@ -80,14 +78,14 @@ class Server:
 
 
 def main(argv: list[str], *, prog: str) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True, help="server TOML ([fusion], [api], [store], [site])")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    config = load_config(args.config, ServerConfig)
-    setup_logging("server", level=args.log_level)
-    stop = threading.Event()
-    stop_on_signals(stop)
+    config, stop = start_service(
+        argv,
+        prog=prog,
+        description=__doc__,
+        kind=ServerConfig,
+        config_help="server TOML ([fusion], [api], [store], [site])",
+        component=lambda _: "server",
+    )
     server = Server(config)
     server.start()
     print(f"fusion node on {server.fusion_endpoint}; API on {server.api_url}", flush=True)

@@ -7,17 +7,15 @@ when they reload.
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 
 from sed.api.app import create_app
-from sed.config import ServerConfig, load_config
-from sed.runtime import setup_logging, stop_on_signals
+from sed.config import ServerConfig
+from sed.runtime import start_service
 from sed.store import Store
 
 #: Longest wait for uvicorn to bind its socket, s.
@@ -73,14 +71,14 @@ class ApiServer:
 
 
 def main(argv: list[str], *, prog: str) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True, help="server TOML ([api], [store], [site] …)")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    config = load_config(args.config, ServerConfig)
-    setup_logging("api", level=args.log_level)
-    stop = threading.Event()
-    stop_on_signals(stop)
+    config, stop = start_service(
+        argv,
+        prog=prog,
+        description=__doc__,
+        kind=ServerConfig,
+        config_help="server TOML ([api], [store], [site] …)",
+        component=lambda _: "api",
+    )
     store = Store(config.store.url)
     server = ApiServer(create_app(config, store, follow_fusion=True), host=config.api.host, port=config.api.port)
     try:

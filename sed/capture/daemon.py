@@ -16,12 +16,9 @@ device error (printed as one line naming the key).
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import threading
 import time
-from pathlib import Path
 
 from sed import __version__, wire
 from sed.capture import systemd
@@ -29,10 +26,10 @@ from sed.capture.outbox import Outbox
 from sed.capture.pipeline import SensorPipeline, StreamInfo
 from sed.capture.sender import Sender
 from sed.capture.sources import AudioSource, FileSource, SceneSource
-from sed.config import SensorConfig, load_config
+from sed.config import SensorConfig
 from sed.errors import ConfigError
 from sed.models import StreamingDetector
-from sed.runtime import setup_logging, stop_on_signals
+from sed.runtime import start_service
 
 log = logging.getLogger("sed.sensor")
 
@@ -180,14 +177,14 @@ def _log(detections: list[wire.Detection]) -> None:
 
 
 def main(argv: list[str], *, prog: str) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True, help="sensor TOML ([sensor], [capture], [transport] …)")
-    parser.add_argument("--log-level", default=os.environ.get("SED_LOG_LEVEL", "INFO"))
-    args = parser.parse_args(argv)
-    config = load_config(args.config, SensorConfig)
-    setup_logging(f"sensor {config.sensor.id}", level=args.log_level)
-    stop = threading.Event()
-    stop_on_signals(stop)
+    config, stop = start_service(
+        argv,
+        prog=prog,
+        description=__doc__,
+        kind=SensorConfig,
+        config_help="sensor TOML ([sensor], [capture], [transport] …)",
+        component=lambda c: f"sensor {c.sensor.id}",
+    )
     run(config, stop)
     return 0
 

@@ -8,20 +8,18 @@ and commits incidents to the store before announcing them to ``on_incident`` and
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import zmq
 
 from sed import wire
-from sed.config import ServerConfig, load_config
+from sed.config import ServerConfig
 from sed.fusion.incidents import IncidentBuilder
 from sed.fusion.receiver import Receiver
-from sed.runtime import setup_logging, stop_on_signals
+from sed.runtime import start_service
 from sed.store import Store
 
 log = logging.getLogger("sed.fusion")
@@ -112,14 +110,14 @@ def _handle(
 
 
 def main(argv: list[str], *, prog: str) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True, help="server TOML ([fusion], [store], [site])")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    config = load_config(args.config, ServerConfig)
-    setup_logging("fusion", level=args.log_level)
-    stop = threading.Event()
-    stop_on_signals(stop)
+    config, stop = start_service(
+        argv,
+        prog=prog,
+        description=__doc__,
+        kind=ServerConfig,
+        config_help="server TOML ([fusion], [store], [site])",
+        component=lambda _: "fusion",
+    )
     store = Store(config.store.url)
     try:
         run(config, stop, store=store)
