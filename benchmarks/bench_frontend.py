@@ -56,8 +56,14 @@ def main(argv: list[str]) -> int:
 
     def librosa_run() -> None:
         mel = librosa.feature.melspectrogram(
-            y=audio[0], sr=rate, n_fft=params.n_fft, hop_length=params.hop_length_samples,
-            win_length=params.win_length_samples, center=False, n_mels=params.n_mels, fmin=params.fmin_hz,
+            y=audio[0],
+            sr=rate,
+            n_fft=params.n_fft,
+            hop_length=params.hop_length_samples,
+            win_length=params.win_length_samples,
+            center=False,
+            n_mels=params.n_mels,
+            fmin=params.fmin_hz,
             fmax=params.fmax_hz,
         )
         librosa.power_to_db(mel, amin=params.log_floor, top_db=None)

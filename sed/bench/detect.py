@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +32,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from sed.bench import long_form  # noqa: E402
-from sed.bench.metrics import average_precision, best_f1, decision_counts  # noqa: E402
-from sed.bench.report import plot_false_alarms, plot_pr_curves, provenance, table  # noqa: E402
-from sed.bench.runner import pad, run_sed, run_yamnet, yamnet_detections  # noqa: E402
-from sed.bench.yamnet import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer  # noqa: E402
-from sed.dsp.audio_io import read_audio  # noqa: E402
-from sed.errors import AudioFormatError, ConfigError  # noqa: E402
+from sed.bench import clips, long_form  # noqa: E402
+from sed.bench.report import provenance  # noqa: E402
+from sed.bench.yamnet import SAMPLE_RATE_HZ, YamnetScorer  # noqa: E402
+from sed.errors import ConfigError  # noqa: E402
 from sed.models import StreamingDetector  # noqa: E402
-from sed.models.train.data import read_manifest  # noqa: E402
-
-CLIP_LEAD_S = 0.5
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -90,7 +82,8 @@ def main(argv: list[str], *, prog: str = "sed bench detect") -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         plots = args.plots or args.out.parent
         plots.mkdir(parents=True, exist_ok=True)
-        report["plots"] = _plots(report, plots, args.out.stem)
+        make_plots = clips.plots if report.get("mode") == "clips" else long_form.plots
+        report["plots"] = make_plots(report, plots, args.out.stem)
         args.out.write_text(json.dumps(report, indent=1, default=_json_default))
         print(f"wrote {args.out}" + "".join(f", {p}" for p in report["plots"]))
     return 0
@@ -112,309 +105,7 @@ def _evaluate(args: argparse.Namespace, detector: StreamingDetector, yamnet: Yam
         )
     if args.input.is_dir():
         raise ConfigError(f"{args.input}: a folder needs --annotations ANN.tsv")
-    return evaluate_clips(args.input, args.split, detector, yamnet, chunk_s=args.chunk_s, limit=args.limit)
-
-
-def evaluate_clips(
-    manifest: Path,
-    split: str | None,
-    detector: StreamingDetector,
-    yamnet: YamnetScorer | None,
-    *,
-    chunk_s: float,
-    limit: int | None,
-) -> dict[str, Any]:
-    clips = read_manifest(manifest, split=split)[:limit]
-    if not clips:
-        raise ConfigError(f"{manifest}: no rows" + (f" with split_hint={split!r}" if split else ""))
-    labels = detector.labels
-    lead = int(CLIP_LEAD_S * SAMPLE_RATE_HZ)
-    tail = max(detector.metadata.window_samples, WINDOW_SAMPLES)
-    chunk = max(1, int(chunk_s * SAMPLE_RATE_HZ))
-    files: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
-    yamnet_runs = []
-    cpu = {"sed": 0.0, "yamnet": 0.0}
-    audio_s = 0.0
-    for clip in tqdm(clips, desc="clips", file=sys.stderr):
-        try:
-            audio = read_audio(manifest.parent / clip.path, sample_rate_hz=SAMPLE_RATE_HZ)
-        except AudioFormatError as exc:
-            print(f"skipped: {exc}", file=sys.stderr)
-            skipped.append({"path": clip.path, "error": str(exc)})
-            continue
-        signal = pad(audio, lead_samples=lead, tail_samples=tail)
-        audio_s += len(signal) / SAMPLE_RATE_HZ
-        run = run_sed(detector, signal, chunk_samples=chunk, origin_samples=lead)
-        cpu["sed"] += run.cpu_s
-        entry: dict[str, Any] = {
-            "path": clip.path,
-            "label": clip.label,
-            "source": clip.source,
-            "subclass": clip.subclass,
-            "duration_s": len(audio) / SAMPLE_RATE_HZ,
-            "sed": {"max_scores": run.max_scores, "detections": [vars(d) for d in run.detections]},
-        }
-        if yamnet is not None:
-            yrun = run_yamnet(yamnet, signal, chunk_samples=chunk)
-            cpu["yamnet"] += yrun.cpu_s
-            yamnet_runs.append(yrun)
-            entry["yamnet"] = {
-                "max_scores": {
-                    label: {
-                        name: float(yrun.scores[label][g].max(initial=0.0))
-                        for g, name in enumerate(yamnet.group_names[label])
-                    }
-                    for label in labels
-                }
-            }
-        files.append(entry)
-    summary = _clip_summary(files, labels, detector, yamnet, yamnet_runs, lead)
-    summary["skipped"] = skipped
-    summary["speed"] = _speed(cpu, audio_s, yamnet is not None)
-    summary["files"] = files
-    summary["_text"] = _clip_text(summary, labels)
-    return summary
-
-
-def _clip_summary(
-    files: list[dict[str, Any]],
-    labels: tuple[str, ...],
-    detector: StreamingDetector,
-    yamnet: YamnetScorer | None,
-    yamnet_runs: list,
-    lead: int,
-) -> dict[str, Any]:
-    truth = np.array([f["label"] for f in files])
-    negative = ~np.isin(truth, labels)
-    negative_hours = sum(f["duration_s"] for f, n in zip(files, negative, strict=True) if n) / 3600
-    per_class: dict[str, Any] = {}
-    false_alarms: dict[str, dict[str, int]] = {"sed": {}, "yamnet": {}}
-    confusion: dict[str, dict[str, dict[str, int]]] = {"sed": {}, "yamnet": {}}
-    for f in files:
-        f["sed"]["detected"] = sorted({d["label"] for d in f["sed"]["detections"]})
-        row = f["label"] if f["label"] in labels else f"negative: {f['subclass']}"
-        for system in ("sed", "yamnet"):
-            confusion[system].setdefault(row, {label: 0 for label in (*labels, "clips")})["clips"] += 1
-        for label in f["sed"]["detected"]:
-            confusion["sed"][row][label] += 1
-        if f["label"] not in labels:
-            n_events = len(f["sed"]["detections"])
-            if n_events:
-                false_alarms["sed"][f["subclass"]] = false_alarms["sed"].get(f["subclass"], 0) + n_events
-    for label in labels:
-        positive = truth == label
-        scores = np.array([f["sed"]["max_scores"][label] for f in files])
-        decided = np.array([label in f["sed"]["detected"] for f in files])
-        counts = decision_counts(decided, positive)
-        n_fa = int(
-            sum(
-                sum(d["label"] == label for d in f["sed"]["detections"])
-                for f, n in zip(files, negative, strict=True)
-                if n
-            )
-        )
-        top_f1, top_threshold = best_f1(scores, positive)
-        per_class[label] = {
-            "sed": {
-                "precision": counts.precision,
-                "recall": counts.recall,
-                "f1": counts.f1,
-                "average_precision": average_precision(scores, positive),
-                "best_f1": top_f1,
-                "best_f1_threshold": top_threshold,
-                "threshold": detector.thresholds[label].on,
-                "false_alarms": n_fa,
-                "false_alarms_per_h": n_fa / negative_hours if negative_hours else None,
-                "n_positive": int(positive.sum()),
-                "missed": [f["path"] for f, p, d in zip(files, positive, decided, strict=True) if p and not d],
-            },
-        }
-        if yamnet is not None:
-            per_class[label]["yamnet"] = _yamnet_class(
-                files,
-                label,
-                positive,
-                negative,
-                negative_hours,
-                yamnet,
-                yamnet_runs,
-                lead,
-                confusion["yamnet"],
-                false_alarms["yamnet"],
-            )
-    if "glass_break" in labels:
-        per_class["glass_break"]["sed_by_source"] = _by_source(files, truth, "glass_break", labels)
-    n_fa_total = sum(false_alarms["sed"].values())
-    return {
-        "mode": "clips",
-        "model": {
-            "path": str(detector._backend.path),
-            "version": detector.model_version,
-            "thresholds": {k: vars(v) for k, v in detector.thresholds.items()},
-        },
-        "n_files": len(files),
-        "negative_hours": negative_hours,
-        "false_alarms_per_h": {"sed": n_fa_total / negative_hours if negative_hours else None},
-        "per_class": per_class,
-        "confusion": confusion,
-        "false_alarm_sources": false_alarms,
-    }
-
-
-def _yamnet_class(files, label, positive, negative, negative_hours, yamnet, runs, lead, confusion, false_alarms):
-    """Best group and threshold (tuned on these files), its metrics, and its false alarms."""
-    groups = yamnet.group_names[label]
-    best = None
-    for name in groups:
-        scores = np.array([f["yamnet"]["max_scores"][label][name] for f in files])
-        f1, threshold = best_f1(scores, positive)
-        if best is None or f1 > best["best_f1"]:
-            best = {
-                "group": name,
-                "best_f1": f1,
-                "threshold": threshold,
-                "average_precision": average_precision(scores, positive),
-                "_scores": scores,
-            }
-    assert best is not None
-    decided = best.pop("_scores") >= best["threshold"]
-    counts = decision_counts(decided, positive)
-    g = groups.index(best["group"])
-    n_fa = 0
-    for f, run, is_negative, hit in zip(files, runs, negative, decided, strict=True):
-        row = f["label"] if not is_negative else f"negative: {f['subclass']}"
-        if hit:
-            confusion[row][label] += 1
-            dets = yamnet_detections(run, label, g, best["threshold"], origin_samples=lead)
-            f["yamnet"].setdefault("detections", []).extend(vars(d) for d in dets)
-            if is_negative:
-                n_fa += len(dets)
-                false_alarms[f["subclass"]] = false_alarms.get(f["subclass"], 0) + len(dets)
-    best.update(
-        precision=counts.precision,
-        recall=counts.recall,
-        f1=counts.f1,
-        false_alarms=n_fa,
-        false_alarms_per_h=n_fa / negative_hours if negative_hours else None,
-    )
-    return best
-
-
-def _by_source(files, truth, label, labels) -> dict[str, dict[str, Any]]:
-    """Per source of ``label`` clips: recall, and F1 against every clip not of ``label``."""
-    others = truth != label
-    false_pos = sum(1 for f, o in zip(files, others, strict=True) if o and label in f["sed"]["detected"])
-    out = {}
-    for source in sorted({f["source"] for f, t in zip(files, truth, strict=True) if t == label}):
-        rows = [f for f, t in zip(files, truth, strict=True) if t == label and f["source"] == source]
-        tp = sum(label in f["sed"]["detected"] for f in rows)
-        out[source] = {
-            "clips": len(rows),
-            "detected": tp,
-            "recall": tp / len(rows),
-            "f1": 2 * tp / (2 * tp + false_pos + len(rows) - tp),
-            "missed": [f["path"] for f in rows if label not in f["sed"]["detected"]],
-        }
-    return out
-
-
-def _speed(cpu: dict[str, float], audio_s: float, with_yamnet: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "audio_s": audio_s,
-        "sed_cpu_s": cpu["sed"],
-        "sed_cpu_ms_per_audio_s": 1e3 * cpu["sed"] / audio_s if audio_s else None,
-        "sed_realtime_factor": audio_s / cpu["sed"] if cpu["sed"] else None,
-    }
-    if with_yamnet:
-        out.update(
-            yamnet_cpu_s=cpu["yamnet"],
-            yamnet_cpu_ms_per_audio_s=1e3 * cpu["yamnet"] / audio_s,
-            yamnet_realtime_factor=audio_s / cpu["yamnet"],
-            cost_ratio_yamnet_over_sed=cpu["yamnet"] / cpu["sed"],
-        )
-    return out
-
-
-def _clip_text(summary: dict[str, Any], labels: tuple[str, ...]) -> str:
-    rows = []
-    for label in labels:
-        s = summary["per_class"][label]["sed"]
-        row = {
-            "label": label,
-            "thr": s["threshold"],
-            "P": s["precision"],
-            "R": s["recall"],
-            "F1": s["f1"],
-            "AP": s["average_precision"],
-            "FA/h": s["false_alarms_per_h"],
-        }
-        if "yamnet" in summary["per_class"][label]:
-            y = summary["per_class"][label]["yamnet"]
-            row.update(
-                {
-                    "Y best-F1": y["best_f1"],
-                    "Y AP": y["average_precision"],
-                    "Y FA/h": y["false_alarms_per_h"],
-                    "ΔF1": s["f1"] - y["best_f1"],
-                }
-            )
-        rows.append(row)
-    columns = [("label", "class"), ("thr", "thr"), ("P", "P"), ("R", "R"), ("F1", "F1"), ("AP", "AP"), ("FA/h", "FA/h")]
-    if any("Y best-F1" in r for r in rows):
-        columns += [("Y best-F1", "YAMNet best-F1"), ("Y AP", "YAMNet AP"), ("Y FA/h", "YAMNet FA/h"), ("ΔF1", "ΔF1")]
-    speed = summary["speed"]
-    lines = [
-        f"{summary['n_files']} clips, {summary['negative_hours']:.3f} h negative audio, "
-        f"{len(summary['skipped'])} skipped",
-        table(rows, columns),
-        f"sed false alarms: {_per_hour(summary['false_alarms_per_h']['sed'])}; sources: "
-        f"{summary['false_alarm_sources']['sed'] or 'none'}",
-        f"sed: {speed['sed_cpu_ms_per_audio_s']:.3f} ms CPU per audio s "
-        f"({speed['sed_realtime_factor']:.0f}x real time)",
-    ]
-    if "yamnet_cpu_s" in speed:
-        lines.append(
-            f"YAMNet: {speed['yamnet_cpu_ms_per_audio_s']:.3f} ms CPU per audio s; "
-            f"sed is {speed['cost_ratio_yamnet_over_sed']:.1f}x cheaper"
-        )
-    if "sed_by_source" in summary["per_class"].get("glass_break", {}):
-        by_source = summary["per_class"]["glass_break"]["sed_by_source"]
-        lines.append(
-            "glass_break by source: "
-            + ", ".join(f"{k} {v['detected']}/{v['clips']} (F1 {v['f1']:.2f})" for k, v in by_source.items())
-        )
-    return "\n".join(lines)
-
-
-def _per_hour(value: float | None) -> str:
-    return "n/a (no negative audio)" if value is None else f"{value:.2f}/h"
-
-
-def _plots(report: dict[str, Any], folder: Path, stem: str) -> list[str]:
-    if report.get("mode") != "clips":
-        return long_form.plots(report, folder, stem)
-    files, labels = report["files"], list(report["per_class"])
-    truth = np.array([f["label"] for f in files])
-    curves, points = {}, {}
-    for label in labels:
-        positive = truth == label
-        curves[label] = {"sed": (np.array([f["sed"]["max_scores"][label] for f in files]), positive)}
-        y = report["per_class"][label].get("yamnet")
-        if y is not None:
-            curves[label][f"YAMNet ({y['group']})"] = (
-                np.array([f["yamnet"]["max_scores"][label][y["group"]] for f in files]),
-                positive,
-            )
-        s = report["per_class"][label]["sed"]
-        points[label] = (s["recall"], s["precision"])
-    pr_path, fa_path = folder / f"{stem}_pr.png", folder / f"{stem}_false_alarms.png"
-    plot_pr_curves(pr_path, curves, points)
-    counts = {"sed": report["false_alarm_sources"]["sed"]}
-    if any("yamnet" in report["per_class"][label] for label in labels):
-        counts["YAMNet (best-F1 thresholds)"] = report["false_alarm_sources"]["yamnet"]
-    plot_false_alarms(fa_path, counts, report["negative_hours"])
-    return [str(pr_path), str(fa_path)]
+    return clips.evaluate_clips(args.input, args.split, detector, yamnet, chunk_s=args.chunk_s, limit=args.limit)
 
 
 def _json_default(value: Any) -> Any:
@@ -425,4 +116,4 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-__all__ = ["evaluate_clips", "main"]
+__all__ = ["main"]

@@ -1,8 +1,11 @@
 """Annotated long mixtures from clip folders (like the DCASE 2017 task 2 rare-event generator).
 
 Each mixture is ``--length-s`` seconds of background made of negative clips of the chosen
-split laid end to end (short cross-fades), with 0…``--max-events`` event clips of that
-split placed at random times at an event-to-background ratio drawn from ``--ebr-db``
+split laid end to end (short cross-fades) — ``--backgrounds ambient`` (default, like DCASE's
+everyday scenes): noise recordings, engines, street music, speech; ``all``: every negative,
+including the hard ones (fireworks, explosions, sirens, knocks, glass clinks) — with
+0…``--max-events`` event clips of that split placed at random times at an
+event-to-background ratio drawn from ``--ebr-db``
 (DCASE 2017 used −6, 0, +6 dB). An event clip is first trimmed to its active part (20 ms
 frames within 25 dB of its loudest frame), and the annotation is that part's placement.
 Written as 16-bit 16 kHz WAVs plus a DCASE TSV (``file onset offset label``), outside the
@@ -31,7 +34,7 @@ EVENT_LABELS = ("gunshot", "scream", "glass_break")
 _FRAME = 320
 _FADE = 160
 #: Longest trimmed event placed, s (longer clips are weakly labelled recordings, not one event).
-MAX_EVENT_S = 6.0
+MAX_EVENT_S = 3.0
 
 
 def active_span(audio: np.ndarray, *, range_db: float = 25.0) -> tuple[int, int]:
@@ -63,6 +66,12 @@ def _background(waves: list[np.ndarray], n: int, rng: np.random.Generator) -> np
     return out
 
 
+def is_ambient(clip: Clip) -> bool:
+    """Background-like negatives: steady noise, engines, street music, speech (not sound events)."""
+    sub = clip.subclass.lower()
+    return sub.startswith(("noise:", "background segment", "speech")) or sub in {"engine_idling", "street_music"}
+
+
 def generate(
     clips: list[Clip],
     root: Path,
@@ -73,6 +82,7 @@ def generate(
     max_events: int,
     ebr_db: tuple[float, ...],
     seed: int,
+    backgrounds: str = "ambient",
 ) -> Path:
     """Write the mixtures and ``annotations.tsv`` into ``out_dir``; return the TSV path."""
     rng = np.random.default_rng(seed)
@@ -84,6 +94,8 @@ def generate(
             print(f"skipped: {exc}", file=sys.stderr)
             continue
         key = clip.label if clip.label in EVENT_LABELS else "negative"
+        if key == "negative" and backgrounds == "ambient" and not is_ambient(clip):
+            continue
         if key != "negative":
             start, stop = active_span(audio)
             if stop - start > MAX_EVENT_S * SAMPLE_RATE_HZ:
@@ -145,6 +157,12 @@ def main(argv: list[str], *, prog: str = "python -m sed.bench.mixtures") -> int:
     parser.add_argument("--max-events", type=int, default=2)
     parser.add_argument("--ebr-db", type=float, nargs="+", default=[-6.0, 0.0, 6.0])
     parser.add_argument("--seed", type=int, default=2017)
+    parser.add_argument(
+        "--backgrounds",
+        choices=["ambient", "all"],
+        default="ambient",
+        help="negative clips used as background (default: ambient ones only)",
+    )
     args = parser.parse_args(argv)
     clips = read_manifest(args.manifest, split=args.split)
     tsv = generate(
@@ -156,6 +174,7 @@ def main(argv: list[str], *, prog: str = "python -m sed.bench.mixtures") -> int:
         max_events=args.max_events,
         ebr_db=tuple(args.ebr_db),
         seed=args.seed,
+        backgrounds=args.backgrounds,
     )
     print(f"wrote {args.n_mixtures} mixtures and {tsv}")
     return 0
@@ -165,4 +184,4 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
-__all__ = ["active_span", "generate", "main"]
+__all__ = ["active_span", "generate", "is_ambient", "main"]

@@ -131,4 +131,28 @@ def plot_false_alarms(path: Path, counts: dict[str, dict[str, int]], hours: floa
     plt.close(fig)
 
 
-__all__ = ["plot_false_alarms", "plot_pr_curves", "provenance", "table"]
+def plot_negative_margins(path: Path, ratios: dict[str, tuple[float, str]]) -> None:
+    """Per negative sub-class, the highest ``score / on-threshold`` of any clip and class
+    (``ratios[subclass] = (ratio, label)``): 1 or more is a false alarm; close to 1, a near miss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(ratios, key=lambda k: ratios[k][0])
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(names) + 1.5))
+    y = np.arange(len(names))
+    ax.barh(y, [ratios[n][0] for n in names], color="tab:blue")
+    ax.axvline(1.0, color="tab:red", linestyle="--", label="threshold (false alarm at or beyond)")
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{n[:40]}  [{ratios[n][1]}]" for n in names], fontsize=7)
+    ax.set_xlabel("sed: highest score / class threshold on the sub-class's clips")
+    ax.set_xlim(0, max(1.1, max((r for r, _ in ratios.values()), default=1.0) * 1.05))
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+__all__ = ["plot_false_alarms", "plot_negative_margins", "plot_pr_curves", "provenance", "table"]

@@ -64,9 +64,7 @@ class FrontendParams:
         if self.n_mels <= 0:
             problems.append(f"n_mels={self.n_mels} must be > 0")
         if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate_hz / 2:
-            problems.append(
-                f"need 0 <= fmin_hz={self.fmin_hz} < fmax_hz={self.fmax_hz} <= {self.sample_rate_hz / 2}"
-            )
+            problems.append(f"need 0 <= fmin_hz={self.fmin_hz} < fmax_hz={self.fmax_hz} <= {self.sample_rate_hz / 2}")
         if self.log_floor <= 0:
             problems.append(f"log_floor={self.log_floor} must be > 0")
         if problems:

@@ -100,11 +100,6 @@ class OnnxBackend:
                 f"(1, {len(meta.labels)}, 2)"
             )
 
-    @property
-    def stateful(self) -> bool:
-        """Whether the model streams with remembered layer states (else it rescores windows)."""
-        return bool(self.metadata.state_shapes)
-
     def initial_states(self, batch: int) -> list[np.ndarray]:
         """Empty states ``(batch, channels, 0)``: the next call must bring a whole first window."""
         return [np.zeros((batch, channels, 0), np.float32) for channels, _ in self.metadata.state_shapes]
@@ -115,11 +110,12 @@ class OnnxBackend:
         Parameters
         ----------
         features : np.ndarray [shape=(batch, n_mels, n_frames), dtype=float32], log-mel dB
-            Stateless models and the first call of stateful ones (empty states):
-            ``n_frames = window_frames + (n_scores - 1) * hop_frames``; later calls of stateful
-            models: ``n_frames = n_scores * hop_frames`` new frames.
+            Stateless models (``metadata.state_shapes == ()``) and the first call of streaming
+            ones: ``n_frames = window_frames + (n_scores - 1) * hop_frames``; later calls of
+            streaming models: ``n_frames = n_scores * hop_frames`` new frames.
         states : list of np.ndarray
-            The states returned by the previous call (``[]`` for stateless models).
+            :meth:`initial_states`, then the states returned by the previous call
+            (``[]`` for stateless models).
 
         Returns
         -------

@@ -9,14 +9,15 @@ Timing conventions (absolute sample indices since :meth:`StreamingDetector.reset
 
 - score ``k`` looks at samples ``[k * hop_samples, k * hop_samples + window_samples)``;
 - an event is *emitted once*, by the :meth:`~StreamingDetector.push` that completes the
-  window confirming it, with a search span ``[search_start_sample, search_stop_sample)``
-  = the first window scoring above ``on`` widened by two hops to the left
-  (``window_samples + 2 * hop_samples`` long, 1.47 s for the shipped model), and
-  ``onset_sample`` = the earliest frame in that span whose spectral flux reaches half
-  the span's largest;
+  window confirming it, with a search span ``[search_start_sample, search_stop_sample)``:
+  the *rise window* — where the unbroken run of scores above a tenth of ``on`` that led to
+  the event began, i.e. where the sound entered the window (often the first window above
+  ``on``; earlier when scores dip between the shots of a burst) — widened by two hops to
+  the left and cut to 1.5 s (1.47 s for the shipped model); ``onset_sample`` is the
+  earliest frame in that span whose spectral flux reaches half the span's largest;
 - when an event ends, :meth:`~StreamingDetector.pop_finished` returns it again with
-  ``offset_sample`` set (the end of the last window above ``off``, less one window plus
-  one hop: the sound has left the window that follows).
+  ``offset_sample`` set to the start of its last window above ``off`` plus one hop (the
+  next window, which no longer scores, has lost the sound).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from sed.models.metadata import ClassThresholds, ModelMetadata
 
 #: Seconds of onset-strength history kept per stream (bounds how far back a span may reach).
 _HISTORY_S = 8.0
-#: Hops the search span reaches before the first window above ``on`` (sounds that build up).
+#: Hops the search span reaches before the rise window (sounds that build up).
 _SPAN_LEFT_HOPS = 2
-#: Longest search span handed to the arrival-time picker, s (the sound entered the first window
-#: above ``on`` from its right edge, so a long window is cut from the left).
+#: Longest search span handed to the arrival-time picker, s (the sound entered the rise window
+#: from its right edge, so a long window is cut from the left).
 _MAX_SPAN_S = 1.5
 
 
@@ -191,7 +192,7 @@ class StreamingDetector:
 
         Returns
         -------
-        list of DetectorEvent (``offset_sample`` is ``None``)
+        list of DetectorEvent (``offset_sample`` is ``None``), in order of confirmation
         """
         check_audio(block, n_streams=self.n_streams, where="block")
         frames = self._frontend.push(block)
@@ -200,17 +201,17 @@ class StreamingDetector:
         self._remember(frames)
         self._append(frames)
         meta = self.metadata
-        # a stateful model needs one whole window first, then only new frames (it remembers
-        # the rest); a stateless one always gets whole windows and keeps the overlap here
-        primed = self._backend.stateful and self._n_scores_out > 0
-        need = meta.hop_frames if primed else meta.window_frames
+        # a streaming model needs one whole window first, then only new frames (it remembers
+        # the rest); a stateless one always gets whole windows and the overlap stays here
+        stateful = bool(meta.state_shapes)
+        need = meta.hop_frames if stateful and self._n_scores_out > 0 else meta.window_frames
         if self._n_feat < need:
             return []
         n_scores = 1 + (self._n_feat - need) // meta.hop_frames
         used = need + (n_scores - 1) * meta.hop_frames
         scores, self._states = self._backend.run(self._features[:, :, :used], self._states)
         self._n_scores_out += n_scores
-        consumed = used if self._backend.stateful else n_scores * meta.hop_frames
+        consumed = used if stateful else n_scores * meta.hop_frames
         self._features[:, :, : self._n_feat - consumed] = self._features[:, :, consumed : self._n_feat]
         self._n_feat -= consumed
         self._feat_base += consumed
@@ -281,8 +282,8 @@ class StreamingDetector:
             if ev.last_index >= 0:
                 self._finish(ev)
                 continue
-            stop = ev.first_index * meta.hop_samples + meta.window_samples
-            start = max(0, (ev.first_index - _SPAN_LEFT_HOPS) * meta.hop_samples, stop - self._max_span_samples)
+            stop = ev.rise_index * meta.hop_samples + meta.window_samples
+            start = max(0, (ev.rise_index - _SPAN_LEFT_HOPS) * meta.hop_samples, stop - self._max_span_samples)
             event = DetectorEvent(
                 stream_index=ev.stream_index,
                 label=meta.labels[ev.class_index],
@@ -294,6 +295,7 @@ class StreamingDetector:
             )
             self._live[(ev.stream_index, ev.class_index)] = event
             out.append(event)
+        out.sort(key=lambda e: (e.confirm_sample, e.stream_index, e.label))  # time order, whatever the block size
         return out
 
     def _finish(self, ev: ScoreEvent) -> None:

@@ -71,8 +71,8 @@ class ModelMetadata:
     thresholds : mapping label -> ClassThresholds
     state_shapes : tuple of (channels, frames)
         Streaming state of each layer (inputs ``state_in_<i>``, outputs ``state_out_<i>``,
-        ``(batch, channels, frames)``; empty on the first call). ``()``: a stateless model
-        that rescores whole windows.
+        ``(batch, channels, frames)``; empty on the first call). ``()``: a stateless model,
+        given whole windows every call (the detector keeps the overlap).
     extra : dict
         Free-form provenance (training command, data, dev metrics).
     """

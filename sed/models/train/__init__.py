@@ -42,7 +42,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--max-clips", type=int, default=None, help="use at most this many clips per split (smoke runs)"
     )
     parser.add_argument("--no-teacher", action="store_true", help="do not use YAMNet to locate events in long clips")
-    parser.add_argument("--version", default=None, help="model version string (default: sed-<date>)")
+    parser.add_argument(
+        "--version", default=None, help="model version string (default: the shipped version for default settings)"
+    )
     return parser
 
 
@@ -53,7 +55,7 @@ def main(argv: list[str], *, prog: str = "sed train") -> int:
     except ImportError as exc:
         raise SedError("sed train needs torch: pip install 'sed[train]' (torch==2.13.0)") from exc
     from sed.models.train.data import load_clips, read_manifest
-    from sed.models.train.loop import TrainConfig, save, train
+    from sed.models.train.loop import SHIPPED_VERSION, TrainConfig, save, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -78,7 +80,7 @@ def main(argv: list[str], *, prog: str = "sed train") -> int:
     rate = config.frontend.sample_rate_hz
     train_data = load_clips(root, splits["train"], sample_rate_hz=rate, cache_dir=args.cache_dir)
     dev_data = load_clips(root, splits["dev"], sample_rate_hz=rate, cache_dir=args.cache_dir)
-    version = args.version or f"sed-tcnn-{config.seed}"
+    version = args.version or (SHIPPED_VERSION if config == TrainConfig() else f"sed-tcnn-seed{config.seed}")
     teacher = None
     if not args.no_teacher:
         from sed.models.train.teacher import teacher_peaks

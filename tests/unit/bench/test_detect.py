@@ -69,7 +69,9 @@ def test_mixtures_round_trip_through_the_long_form_bench(tmp_path: Path, rng: np
     manifest = _write_corpus(tmp_path, rng)
     clips = [c for c in read_manifest(manifest, split="dev") if "broken" not in c.path]
     mix_dir = tmp_path / "mix"
-    tsv = generate(clips, tmp_path, mix_dir, n_mixtures=3, length_s=8.0, max_events=2, ebr_db=(0.0,), seed=1)
+    tsv = generate(
+        clips, tmp_path, mix_dir, n_mixtures=3, length_s=8.0, max_events=2, ebr_db=(0.0,), seed=1, backgrounds="all"
+    )
     truth = read_annotations(tsv)
     assert sorted(truth) == ["mix_0000.wav", "mix_0001.wav", "mix_0002.wav"]
     for name, events in truth.items():
@@ -103,3 +105,14 @@ def test_yamnet_baseline_runs_on_the_same_input(tmp_path: Path, rng: np.random.G
         assert 0.0 <= y["best_f1"] <= 1.0 and y["group"]
     assert report["speed"]["cost_ratio_yamnet_over_sed"] > 0
     assert all("yamnet" in f for f in report["files"])
+
+
+def test_ambient_backgrounds_exclude_sound_events() -> None:
+    from sed.bench.mixtures import is_ambient
+    from sed.models.train.data import Clip
+
+    def clip(subclass: str) -> Clip:
+        return Clip(path="x", label="negative", split="dev", subclass=subclass, source="s", group="g")
+
+    assert is_ambient(clip("noise: Traffic")) and is_ambient(clip("engine_idling")) and is_ambient(clip("speech"))
+    assert not any(is_ambient(clip(s)) for s in ("fireworks", "explosion", "siren", "glass_clink", "door_wood_knock"))

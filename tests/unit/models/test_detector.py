@@ -130,6 +130,9 @@ def test_metadata_disagreeing_with_the_graph_names_file_and_field(tmp_path: Path
     path = _rewrite_metadata(tmp_path, {"hop_frames": 4})
     with pytest.raises(ModelError, match=r"changed\.onnx.*hop_frames"):
         StreamingDetector.from_file(path)
+    path = _rewrite_metadata(tmp_path, {"state_shapes": [[7, 2]] * 7})
+    with pytest.raises(ModelError, match=r"changed\.onnx.*state_shapes\[0\]"):
+        StreamingDetector.from_file(path)
     path = _rewrite_metadata(tmp_path, {"labels": ["gunshot", "dog"]})
     with pytest.raises(ModelError, match=r"changed\.onnx.*labels"):
         StreamingDetector.from_file(path)
@@ -142,3 +145,75 @@ def test_missing_or_foreign_model_files_raise_model_error(tmp_path: Path) -> Non
     junk.write_bytes(b"not a model")
     with pytest.raises(ModelError, match=r"junk\.onnx"):
         StreamingDetector.from_file(junk)
+
+
+@pytest.mark.data
+def test_dev_live_fire_shots_are_detected_with_a_span_around_the_first_arrival(data_dir: Path) -> None:
+    """Pittsburgh FP4 (dev) recordings: the shipped model finds most shots, and its span and
+    onset estimate bracket the first loud arrival (the first sample within 6 dB of the peak)."""
+    from sed.dsp.audio_io import read_audio
+    from sed.models.train.data import read_manifest
+
+    clips = [c for c in read_manifest(data_dir / "events" / "manifest.csv", split="dev") if c.source == "shotspotter"]
+    assert len(clips) >= 10
+    det = StreamingDetector.from_file()
+    detected = bracketed = 0
+    for clip in clips:
+        audio = read_audio(data_dir / "events" / clip.path, sample_rate_hz=det.sample_rate_hz)
+        first_loud = int(np.argmax(np.abs(audio) >= 0.5 * np.abs(audio).max()))
+        events, _ = _run(det, audio[None, :], 1600)
+        shots = [e for e in events if e.label == "gunshot"]
+        if shots:
+            detected += 1
+            first = shots[0]
+            inside = first.search_start_sample <= first_loud < first.search_stop_sample
+            bracketed += inside and abs(first.onset_sample - first_loud) <= 0.05 * det.sample_rate_hz
+    assert detected >= 0.75 * len(clips)
+    assert bracketed >= 0.85 * detected
+
+
+def _stateless_loudness_model(path: Path) -> Path:
+    """A one-label stateless model: score = sigmoid(loudest mean log-mel level in the window + 30 dB)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from sed.dsp.frontend import FrontendParams
+    from sed.models.metadata import ClassThresholds, ModelMetadata
+
+    meta = ModelMetadata(
+        version="loudness",
+        labels=("gunshot",),
+        frontend=FrontendParams(),
+        window_frames=50,
+        hop_frames=10,
+        thresholds={"gunshot": ClassThresholds(on=0.5, off=0.3)},
+    )
+    nodes = [
+        helper.make_node("ReduceMean", ["log_mel"], ["level"], axes=[1], keepdims=1),
+        helper.make_node("MaxPool", ["level"], ["loudest"], kernel_shape=[50], strides=[10]),
+        helper.make_node("Add", ["loudest", "offset"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "loudness",
+        [helper.make_tensor_value_info("log_mel", TensorProto.FLOAT, ["batch", 64, "n_frames"])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 1, "n_scores"])],
+        initializer=[helper.make_tensor("offset", TensorProto.FLOAT, [], [30.0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, meta.to_json()
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("chunk", [1, 1280, 4096])
+def test_stateless_models_get_whole_windows_at_any_chunk_size(tmp_path: Path, chunk: int) -> None:
+    det = StreamingDetector.from_file(_stateless_loudness_model(tmp_path / "loud.onnx"))
+    audio = np.zeros((1, 48000), np.float32)
+    audio[0, 20000:24000] = 0.5  # one loud second-and-a-bit in silence
+    events, finished = _run(det, audio, chunk)
+    assert [(e.label, e.search_start_sample <= 20000 < e.search_stop_sample) for e in events] == [("gunshot", True)]
+    assert len(finished) == 1

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sed.errors import ModelError
-from sed.models.events import EventTracker
+from sed.models.events import MERGE_GAP_HOPS, EventTracker
 from sed.models.metadata import ClassThresholds
 
 
@@ -14,7 +14,7 @@ def _scores(*rows: list[float]) -> np.ndarray:
 
 def test_event_is_confirmed_once_and_finishes_below_off() -> None:
     tracker = EventTracker([ClassThresholds(on=0.6, off=0.3)], n_streams=1)
-    changes = tracker.push(_scores([0.1, 0.7, 0.9, 0.5, 0.2, 0.1]))
+    changes = tracker.push(_scores([0.1, 0.7, 0.9, 0.5, 0.2, 0.1, 0.1, 0.1]))
     confirmed = [c for c in changes if c.last_index < 0]
     finished = [c for c in changes if c.last_index >= 0]
     assert [(c.first_index, c.confirm_index) for c in confirmed] == [(1, 1)]
@@ -26,8 +26,15 @@ def test_min_hops_delays_confirmation_and_drops_short_blips() -> None:
     tracker = EventTracker([ClassThresholds(on=0.6, off=0.3, min_hops=2)], n_streams=1)
     blip = tracker.push(_scores([0.7, 0.1]))
     assert blip == []
-    changes = tracker.push(_scores([0.7, 0.5, 0.8, 0.1]))
+    changes = tracker.push(_scores([0.7, 0.5, 0.8, 0.1, 0.1, 0.1, 0.1]))
     assert [(c.first_index, c.confirm_index, c.last_index) for c in changes] == [(2, 4, -1), (2, 4, 4)]
+
+
+def test_short_dips_below_off_do_not_split_an_event() -> None:
+    tracker = EventTracker([ClassThresholds(on=0.6, off=0.3)], n_streams=1)
+    burst = [0.9, 0.1, 0.1, 0.9, 0.2, 0.9]  # three shots, dips of 2 and 1 scores
+    changes = tracker.push(_scores(burst + [0.0] * MERGE_GAP_HOPS))
+    assert [(c.first_index, c.last_index) for c in changes] == [(0, -1), (0, 5)]
 
 
 def test_block_boundaries_do_not_change_events() -> None:
@@ -60,3 +67,11 @@ def test_close_finishes_live_events_at_the_last_score() -> None:
 def test_invalid_thresholds_raise(on: float, off: float, min_hops: int) -> None:
     with pytest.raises(ModelError):
         ClassThresholds(on=on, off=off, min_hops=min_hops)
+
+
+def test_rise_index_marks_where_the_run_leading_to_the_event_began() -> None:
+    tracker = EventTracker([ClassThresholds(on=0.8, off=0.5)], n_streams=1)
+    changes = tracker.push(_scores([0.3, 0.01, 0.2, 0.5]))
+    changes += tracker.push(_scores([0.3, 0.9, 0.9]))  # the run crosses a block boundary
+    (confirmed,) = [c for c in changes if c.last_index < 0]
+    assert (confirmed.rise_index, confirmed.first_index) == (2, 5)
