@@ -301,7 +301,7 @@ def main() -> None:
             k: round(v["requests_per_s"] / throughput["1"]["requests_per_s"], 2) for k, v in throughput.items()
         },
     }
-    if not args.smoke:
+    if not args.smoke or args.out != RESULTS:  # a smoke run never overwrites the committed result
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(

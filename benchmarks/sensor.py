@@ -330,7 +330,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--hours", type=float, default=1.0, help="audio streamed for the memory test")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 min x 2, 3 gunshots, 10 min streamed")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON report (default: benchmarks/results/sensor.json)")
     args = parser.parse_args(argv)
     data = shared_data_dir()
     if data is None:
@@ -353,9 +353,9 @@ def main(argv: list[str]) -> int:
         print(f"Memory while streaming {args.hours:g} h from a file as fast as possible:")
         (Path(tmp) / "memory").mkdir()
         report["memory"] = memory_after(args.model, all_dev, args.hours, Path(tmp) / "memory", rng)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.output}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 
