@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
     "api": ("sed.api.server", "run the operations-centre API and dashboard"),
     "server": ("sed.server", "run fusion node and API in one process"),
     "users": ("sed.api.users_cli", "add, list and remove operations-centre users; issue API tokens"),
+    "render-scene": ("sed.capture.render", "write a simulated scene's sensor streams, ground truth and annotations"),
     "keys": ("sed.keys", "generate CURVE key pairs for sensors and the fusion node"),
     "validate-config": ("sed.validate", "check a TOML config file and print every problem"),
     "train": ("sed.models.train", "train the event classifier on the shared clips (needs the 'train' extra)"),

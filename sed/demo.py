@@ -30,7 +30,7 @@ import numpy as np
 import tomli_w
 
 from sed.api.auth import hash_password, issue_token
-from sed.capture.scene import LOUD_FRACTION_OF_PEAK, TruthEvent, ground_truth, pick_sound
+from sed.capture.scene import TruthEvent, ground_truth, pick_sound
 from sed.config import SceneConfig, SceneSection, ServerConfig, load_config, parse_config
 from sed.dsp.onset import find_onsets
 from sed.keys import NetworkKeys
@@ -83,18 +83,17 @@ def default_scene(*, duration_s: float = 30.0, seed: int = 7) -> dict:
     }
 
 
-def _sound_onsets_s(scene: SceneSection) -> list[tuple[list[float], float]]:
-    """Per event: when its sounds start inside the clip (s, sorted) and the clip's length (s).
+def _sound_onsets_s(scene: SceneSection, truth: list[TruthEvent]) -> list[list[float]]:
+    """Per event: when its sounds start inside the played clip, s (sorted; at least one).
 
-    A clip may hold several sounds (a burst of shots); each onset is an emission time.
+    A clip may hold several sounds (a burst of shots); each impulsive onset is an emission.
     """
     sr = scene.sample_rate_hz
     result = []
-    for index, event in enumerate(scene.events):
+    for index, (event, known) in enumerate(zip(scene.events, truth, strict=True)):
         sound = pick_sound(event, index, seed=scene.seed, sample_rate_hz=sr)
-        onsets = [p.sample_index / sr for p in find_onsets(sound, sample_rate_hz=sr)]
-        first_loud = float(np.argmax(np.abs(sound) >= LOUD_FRACTION_OF_PEAK)) / sr
-        result.append((sorted(onsets) or [first_loud], sound.size / sr))
+        onsets = sorted(p.sample_index / sr for p in find_onsets(sound, sample_rate_hz=sr))
+        result.append(onsets or [known.onset_s])
     return result
 
 
@@ -187,7 +186,7 @@ def run_demo(
         )
     log(f"{len(processes)} sensor processes streaming a {scene.duration_s:.0f} s scene in real time …")
     truth = ground_truth(scene)
-    onsets = _sound_onsets_s(scene)
+    onsets = _sound_onsets_s(scene, truth)
     first_seen_ns: dict[str, int] = {}
     incidents: list[dict] = []
     settle_s = 2 * setup.server.fusion.association_wait_s + 3.0
@@ -231,15 +230,15 @@ def run_demo(
 
 def _evaluate(
     truth: list[TruthEvent],
-    onsets: list[tuple[list[float], float]],
+    onsets: list[list[float]],
     start_ns: int,
     incidents: list[dict],
     first_seen_ns: dict[str, int],
 ) -> tuple[dict[str, float | int | None], list[dict]]:
     rows, errors, latencies = [], [], []
-    for event, (onsets_s, clip_s) in zip(truth, onsets, strict=True):
+    for event, onsets_s in zip(truth, onsets, strict=True):
         emissions_ns = [start_ns + int((event.emission_time_s + o) * 1e9) for o in onsets_s]
-        clip_end_ns = start_ns + int((event.emission_time_s + clip_s) * 1e9)
+        clip_end_ns = start_ns + int((event.emission_time_s + event.duration_s) * 1e9)
         incident = _match(event, emissions_ns, clip_end_ns, incidents)
         row = {"event": event, "incident": incident, "error_m": None, "latency_s": None}
         if incident is not None:

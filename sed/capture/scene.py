@@ -52,8 +52,10 @@ AUTO_CLIP_SOURCES = {
 class TruthEvent:
     """Ground truth of one scripted event.
 
-    ``arrival_time_s`` maps sensor id to the time the direct sound of the clip's first
-    sample reaches that sensor, seconds after the scene start.
+    ``arrival_time_s`` maps sensor id to the time the direct sound of the played clip's
+    first sample reaches that sensor, seconds after the scene start. The clip's sound
+    proper starts ``onset_s`` into it (its first sample at -20 dB of the peak) and the
+    clip lasts ``duration_s``.
     """
 
     index: int
@@ -62,6 +64,8 @@ class TruthEvent:
     position_m: tuple[float, float, float]
     sound: str  # the clip's path relative to the data folder, or "synthetic <label>"
     arrival_time_s: dict[str, float]
+    onset_s: float
+    duration_s: float
 
 
 def sound_source(event: SceneEvent, index: int, *, seed: int) -> tuple[Path | None, str]:
@@ -172,15 +176,18 @@ def ground_truth(scene: SceneSection) -> list[TruthEvent]:
     truth = []
     for index, event in enumerate(scene.events):
         arrivals = {s.id: event.time_s + _paths(event, s, scene)[0][0] / c for s in scene.sensors}
-        _, sound = sound_source(event, index, seed=scene.seed)
+        _, description = sound_source(event, index, seed=scene.seed)
+        played = pick_sound(event, index, seed=scene.seed, sample_rate_hz=scene.sample_rate_hz)
         truth.append(
             TruthEvent(
                 index=index,
                 label=str(event.label),
                 emission_time_s=event.time_s,
                 position_m=(event.x_m, event.y_m, event.z_m),
-                sound=sound,
+                sound=description,
                 arrival_time_s=arrivals,
+                onset_s=float(np.argmax(np.abs(played) >= LOUD_FRACTION_OF_PEAK)) / scene.sample_rate_hz,
+                duration_s=played.size / scene.sample_rate_hz,
             )
         )
     return truth
