@@ -72,6 +72,7 @@ class IncidentBuilder:
         self._sensor_positions: dict[str, tuple[float, float, float]] = {}
         self._tolerance_s = config.max_timing_error_ms / 1000
         self._pending: list[_Pending] = []
+        self._last_associated: frozenset[str] = frozenset()
         self._open: list[_Open] = []
 
     def add(self, detection: wire.Detection, *, received_at_ns: int) -> None:
@@ -88,8 +89,11 @@ class IncidentBuilder:
         """Associate what has waited long enough; return every incident created or changed."""
         changed: dict[str, _Open] = {}
         waited = bool(self._pending) and now_ns - min(p.received_at_ns for p in self._pending) >= self._wait_ns
-        if waited or self._overdetermined():
+        pending_ids = frozenset(p.detection.detection_id for p in self._pending)
+        # Association is deterministic: run it again only when the pending set has changed.
+        if (waited or self._overdetermined()) and pending_ids != self._last_associated:
             self._associate_pending(changed, now_ns)
+            self._last_associated = frozenset(p.detection.detection_id for p in self._pending)
         self._expire_leftovers(changed, now_ns)
         horizon = int(self.config.incident_merge_s * NS_PER_S) + self._wait_ns + self._transit_ns
         self._open = [o for o in self._open if now_ns - o.last_activity_ns <= horizon]
