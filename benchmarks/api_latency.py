@@ -25,13 +25,11 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +38,7 @@ import tomli_w
 from sed import wire
 from sed.api.auth import hash_password, issue_token
 from sed.api.simulate import SimulatedSensors
+from sed.bench.report import provenance
 from sed.keys import NetworkKeys
 from sed.store import Role, Store
 
@@ -264,13 +263,6 @@ def _summary(values: list[float]) -> dict:
     }
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True, cwd=Path(__file__).parent).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--incidents", type=int, default=200)
@@ -287,11 +279,8 @@ def main() -> None:
         throughput = _throughput_run(Path(tmp), args.throughput_s)
     push, poll = latency["push_s"], latency["poll_baseline_s"]
     report = {
+        **provenance("python benchmarks/api_latency.py " + " ".join(sys.argv[1:])),
         "benchmark": "api_latency",
-        "git_commit": _git_commit(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python benchmarks/api_latency.py " + " ".join(sys.argv[1:]),
         "alert_latency": latency,
         "poll_over_push_median_ratio": round(poll["median"] / push["median"], 3)
         if push.get("n") and poll.get("n")

@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
     if not args.smoke:
         RESULTS.mkdir(parents=True, exist_ok=True)
         report = {
-            **provenance(["benchmarks/bench_frontend.py", *argv]),
+            **provenance("python benchmarks/bench_frontend.py " + " ".join(argv)),
             "audio_s": args.seconds,
             "repeats": args.repeats,
             "frontend": json.loads(detector.metadata.to_json())["frontend"],

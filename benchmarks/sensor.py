@@ -330,7 +330,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model", type=Path, default=default_model_path())
     parser.add_argument("--hours", type=float, default=1.0, help="audio streamed for the memory test")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 min x 2, 3 gunshots, 10 min streamed")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON report (default: benchmarks/results/sensor.json)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON report path")
     args = parser.parse_args(argv)
     data = shared_data_dir()
     if data is None:
@@ -341,7 +341,7 @@ def main(argv: list[str]) -> int:
     rng = np.random.default_rng(20261121)
     all_dev = _dev_clips(data, ("gunshot", "scream", "glass_break", "negative"))
     gunshots = [c for c in _dev_clips(data, ("gunshot",)) if "shotspotter" in c.name][: 3 if args.quick else 8]
-    report = provenance(argv) | {"command": "benchmarks/sensor.py " + " ".join(argv)}
+    report = provenance("python benchmarks/sensor.py " + " ".join(argv))
     report["model"] = {"path": str(args.model), "version": StreamingDetector.from_file(args.model).model_version}
     print("CPU per 16 kHz stream (one thread):")
     program = _program(all_dev[::3], 60.0 if args.quick else 180.0, rng)

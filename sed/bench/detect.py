@@ -76,7 +76,7 @@ def main(argv: list[str], *, prog: str = "sed bench detect") -> int:
     yamnet = YamnetScorer() if args.baseline == "yamnet" else None
     with _single_threaded_blas():
         report = _evaluate(args, detector, yamnet)
-    report = {**provenance(argv), **report}
+    report = {**provenance("sed bench detect " + " ".join(argv)), **report}
     print(report.pop("_text"))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -36,6 +33,7 @@ from sed.bench import localize_score as scoring
 from sed.bench.localize_audio import Clip, audio_arrivals, coverage, read_recordings, refine_with_gcc
 from sed.bench.localize_pulses import pulse_arrivals, tuple_baseline
 from sed.bench.pittsburgh import LiveFireTest, Problem, load_tests
+from sed.bench.report import provenance
 from sed.errors import SedError
 from sed.fusion.associate import METHODS, Group, LikelihoodModel, associate
 from sed.fusion.locate import Arrival, Solution, locate
@@ -393,27 +391,12 @@ def _json_default(value: object) -> object:
 
 
 def _meta(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, object]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", False
     return {
-        "command": "sed bench localize " + " ".join(argv),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"node": platform.node(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version(), "numpy": np.__version__},
+        **provenance("sed bench localize " + " ".join(argv)),
+        "numpy": np.__version__,
         "dataset": str(args.dir),
         "licence": "Pittsburgh live-fire data: CC BY 4.0, ShotSpotter, Inc.",
-    }  # fmt: skip
+    }
 
 
 __all__ = ["main"]

@@ -15,8 +15,9 @@ import numpy as np
 from sed.bench.metrics import precision_recall_curve
 
 
-def provenance(argv: list[str]) -> dict[str, Any]:
-    """Git commit (with a ``+dirty`` mark), machine, date and command of this run."""
+def provenance(command: str) -> dict[str, Any]:
+    """Git commit (with a ``+dirty`` mark), machine, date and ``command`` of a benchmark run:
+    the provenance every report under ``benchmarks/results/`` starts with."""
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
@@ -46,7 +47,7 @@ def provenance(argv: list[str]) -> dict[str, Any]:
             "python": platform.python_version(),
         },
         "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": "sed bench detect " + " ".join(argv),
+        "command": command,
     }
 
 
