@@ -24,7 +24,12 @@ def provenance(command: str) -> dict[str, Any]:
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, check=False, timeout=10
+            # the reports themselves do not make a checkout dirty: rerunning one must not mark the next
+            ["git", "-C", str(root), "status", "--porcelain", "--", ".", ":!benchmarks/results"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
