@@ -172,8 +172,14 @@ class IncidentBuilder:
         return incident
 
     def _expire_leftovers(self, changed: dict[str, _Open], now_ns: int) -> None:
-        """Detections nobody joined within wait + transit time become unlocated incidents."""
-        expired = [p for p in self._pending if now_ns - p.received_at_ns >= 2 * self._wait_ns + self._transit_ns]
+        """Detections nobody joined within wait + transit time become unlocated incidents.
+
+        A peer of the same sound reaches the node at most the sound's transit across the
+        sensors plus the spread of detection latencies (the wait) after this one; while this
+        one is pending, a peer's arrival re-runs association at once (the oldest pending has
+        waited), so nothing is gained by waiting longer.
+        """
+        expired = [p for p in self._pending if now_ns - p.received_at_ns >= self._wait_ns + self._transit_ns]
         if not expired:
             return
         self._pending = [p for p in self._pending if p not in expired]

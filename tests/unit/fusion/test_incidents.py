@@ -8,6 +8,7 @@ import pytest
 from sed import wire
 from sed.config import FusionSection
 from sed.fusion.incidents import IncidentBuilder
+from sed.fusion.locate import speed_of_sound_m_per_s
 from tests.conftest import scene_arrivals_ns
 
 SENSORS = [(0.0, 0.0), (200.0, 0.0), (200.0, 150.0), (0.0, 150.0), (100.0, 180.0)]
@@ -111,6 +112,28 @@ def test_too_few_sensors_or_unsynced_clocks_give_an_incident_without_a_point() -
     incidents = builder.poll(T0 + 5 * S)
     assert sorted((i.label, len(i.sensor_ids)) for i in incidents) == [("gunshot", 5), ("scream", 2)]
     assert all(i.position is None and i.uncertainty_m is None for i in incidents)
+
+
+def test_a_peer_within_wait_plus_transit_still_joins_and_leftovers_expire_right_after() -> None:
+    wait_ns = S  # _config()'s association wait
+    transit_ns = round(250.0 / speed_of_sound_m_per_s(15.0) * S)  # widest pair of SENSORS: (0, 0)-(200, 150)
+    builder = IncidentBuilder(_config(), temperature_c=15.0)
+    heard = _detections((60.0, 40.0), emission_ns=T0, sensors=[0, 1, 2])
+    _feed(builder, heard[:2], T0)
+    assert builder.poll(T0 + wait_ns) == []  # waited, but two sensors locate nothing yet
+    late_ns = T0 + wait_ns + transit_ns - S // 20  # the third just inside wait + transit
+    _feed(builder, heard[2:], late_ns)
+    (incident,) = builder.poll(late_ns)
+    assert incident.position is not None and len(incident.sensor_ids) == 3
+
+    builder = IncidentBuilder(_config(), temperature_c=15.0)
+    _feed(builder, _detections((70.0, 40.0), emission_ns=T0), T0)  # every sensor known: sets the transit
+    builder.poll(T0 + 1)
+    scream_ns = T0 + 20 * S
+    _feed(builder, _detections((60.0, 100.0), emission_ns=scream_ns, sensors=[0, 1], label="scream"), scream_ns)
+    assert builder.poll(scream_ns + wait_ns + transit_ns - S // 20) == []
+    (scream,) = builder.poll(scream_ns + wait_ns + transit_ns)
+    assert scream.position is None and len(scream.sensor_ids) == 2
 
 
 @pytest.mark.parametrize("timing_noise_s", [0.0005, 0.001])
