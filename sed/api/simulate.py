@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +104,10 @@ class SimulatedSensors:
         score: float = 0.9,
         with_clips: bool = True,
         timing_error_ns: int = 100_000,
+        sensor_ids: Collection[str] | None = None,
     ) -> list[wire.Detection]:
-        """Send what every pole would report for one sound; returns the detections.
+        """Send what every pole (or each of ``sensor_ids``) would report for one sound; returns
+        the detections.
 
         ``timing_error_ns`` is the 1-sigma error added to each arrival time (onset picking
         and clock error) and reported as its uncertainty.
@@ -113,6 +115,8 @@ class SimulatedSensors:
         emission_ns = time.time_ns() if emission_ns is None else emission_ns
         detections = []
         for sensor_id, exact_ns in self.arrivals_ns(source_m, emission_ns).items():
+            if sensor_ids is not None and sensor_id not in sensor_ids:
+                continue
             arrival_ns = exact_ns + round(self._rng.normal(0.0, timing_error_ns))
             x, y, z = self.positions_m[sensor_id]
             detection = wire.Detection(

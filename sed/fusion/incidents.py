@@ -88,6 +88,7 @@ class IncidentBuilder:
     def poll(self, now_ns: int) -> list[wire.Incident]:
         """Associate what has waited long enough; return every incident created or changed."""
         changed: dict[str, _Open] = {}
+        self._join_late_detections(changed, now_ns)
         waited = bool(self._pending) and now_ns - min(p.received_at_ns for p in self._pending) >= self._wait_ns
         pending_ids = frozenset(p.detection.detection_id for p in self._pending)
         # Association is deterministic: run it again only when the pending set has changed.
@@ -111,17 +112,30 @@ class IncidentBuilder:
             sensors_by_label.setdefault(pending.arrival.label, set()).add(pending.arrival.sensor_id)
         return any(len(s) > self.config.min_sensors for s in sensors_by_label.values())
 
+    def _join_late_detections(self, changed: dict[str, _Open], now_ns: int) -> None:
+        """Late detections that fit a located shot join it at once: no wait, as the shot's
+        solution already predicts when each further sensor hears it."""
+        if not any(o.shots for o in self._open):
+            return
+        still_pending = []
+        for pending in self._pending:
+            incident = (
+                self._join_existing_shot(pending)
+                if pending.detection.clock_status is not wire.ClockStatus.UNSYNCED
+                else None
+            )
+            if incident is None:
+                still_pending.append(pending)
+                continue
+            changed[incident.incident_id] = incident
+            incident.last_activity_ns = now_ns
+        self._pending = still_pending
+
     def _associate_pending(self, changed: dict[str, _Open], now_ns: int) -> None:
         timed = [p for p in self._pending if p.detection.clock_status is not wire.ClockStatus.UNSYNCED]
         by_id = {p.detection.detection_id: p for p in self._pending}
-        for pending in timed:
-            incident = self._join_existing_shot(pending)
-            if incident is not None:
-                changed[incident.incident_id] = incident
-                incident.last_activity_ns = now_ns
-                del by_id[pending.detection.detection_id]
         groups, _ = associate(
-            [p.arrival for p in timed if p.detection.detection_id in by_id],
+            [p.arrival for p in timed],
             temperature_c=self.temperature_c,
             max_timing_error_s=self._tolerance_s,
             min_sensors=self.config.min_sensors,

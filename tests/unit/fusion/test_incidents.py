@@ -93,15 +93,18 @@ def test_different_classes_at_the_same_time_stay_apart() -> None:
     assert sorted(i.label for i in incidents) == ["gunshot", "scream"]
 
 
-def test_a_late_detection_joins_the_shot_it_fits() -> None:
+def test_a_late_detection_joins_the_shot_it_fits_without_waiting() -> None:
     builder = IncidentBuilder(_config(), temperature_c=15.0)
     all_five = _detections((60.0, 100.0), emission_ns=T0)
     _feed(builder, all_five[:4], T0)
     (first,) = builder.poll(T0 + S)
     _feed(builder, all_five[4:], T0 + S + 1)
-    (updated,) = builder.poll(T0 + 2 * S + 2)
+    (updated,) = builder.poll(T0 + S + 2)  # the located shot predicts its arrival: no association wait
     assert updated.incident_id == first.incident_id
     assert len(updated.detection_ids) == 5
+    other_sound = _detections((150.0, 20.0), emission_ns=T0 + S // 3, sensors=[2])
+    _feed(builder, other_sound, T0 + S + 3)
+    assert builder.poll(T0 + S + 4) == []  # does not fit the shot: waits for peers as usual
 
 
 def test_too_few_sensors_or_unsynced_clocks_give_an_incident_without_a_point() -> None:
