@@ -116,26 +116,46 @@ def _noise(rng: np.random.Generator, seconds: float, rate_hz: int) -> np.ndarray
 
 
 def _offline_onset_s(model: Path, clip: Path, rng: np.random.Generator) -> float | None:
-    """Where the model's first sharp gunshot onset lies in ``clip`` (after 2 s of noise), s."""
+    """Where the model's first sharp gunshot onset lies in ``clip`` (after 2 s of noise), s.
+
+    ``None`` unless the clip is detected with a margin: the live path (two resamplers, another
+    noise draw, another block phase, the sink's level) lowers a score by up to a few
+    hundredths (clips scoring 0.98 here scored 0.95-0.97 live against the shipped model's
+    0.953), so the clip must score 80 % of the way from ``on`` to 1 also when shifted by
+    30-50 ms and 6 dB quieter.
+    """
     detector = StreamingDetector.from_file(model)
     rate = detector.sample_rate_hz
     audio = read_audio(clip, sample_rate_hz=rate)
-    stream = np.concatenate(
-        [_noise(rng, 2.0, rate), audio + _noise(rng, audio.size / rate, rate), _noise(rng, 2.0, rate)]
-    )
-    sent: list = []
-    pipeline = SensorPipeline(
-        streams=[StreamInfo(sensor_id="offline", position=wire.Position(x_m=0, y_m=0))],
-        detector=detector,
-        clock=SampleClock(sample_rate_hz=rate),
-        evidence=EvidenceSection(enabled=False),
-        submit=sent.append,
-    )
-    for start in range(0, stream.size, rate // 10):
-        pipeline.process(Block(samples=stream[None, start : start + rate // 10], first_sample=start))
-    pipeline.finish()
-    sharp = [d for d in sent if d.label is wire.Label.GUNSHOT and d.arrival_uncertainty_ns < 5_000_000]
-    return sharp[0].arrival_time_ns / 1e9 - 2.0 if sharp else None
+    on = detector.thresholds["gunshot"].on
+    onset_s = None
+    for shift_s, gain_db in ((0.0, 0.0), (0.05, 0.0), (0.0, -6.0), (0.03, -6.0)):
+        lead_s = 2.0 + shift_s
+        stream = np.concatenate(
+            [
+                _noise(rng, lead_s, rate),
+                audio * 10 ** (gain_db / 20) + _noise(rng, audio.size / rate, rate),
+                _noise(rng, 2.0, rate),
+            ]
+        )
+        sent: list = []
+        detector.reset()
+        pipeline = SensorPipeline(
+            streams=[StreamInfo(sensor_id="offline", position=wire.Position(x_m=0, y_m=0))],
+            detector=detector,
+            clock=SampleClock(sample_rate_hz=rate),
+            evidence=EvidenceSection(enabled=False),
+            submit=sent.append,
+        )
+        for start in range(0, stream.size, rate // 10):
+            pipeline.process(Block(samples=stream[None, start : start + rate // 10], first_sample=start))
+        pipeline.finish()
+        sharp = [d for d in sent if d.label is wire.Label.GUNSHOT and d.arrival_uncertainty_ns < 5_000_000]
+        if not sharp or detector.max_scores[0, detector.labels.index("gunshot")] < on + 0.8 * (1 - on):
+            return None
+        if onset_s is None:
+            onset_s = sharp[0].arrival_time_ns / 1e9 - lead_s
+    return onset_s
 
 
 def _model(kind: str, tmp_path: Path) -> Path:
