@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from sed.api.deps import CurrentUser, MetricsDep, StoreDep, remote_addr
 from sed.api.spectrogram import spectrogram_png
 from sed.errors import AudioFormatError
+from sed.store import StoredClip
 
 router = APIRouter(prefix="/api/clips", tags=["clips"])
 
@@ -24,17 +25,7 @@ MEDIA_TYPES = {"flac": "audio/flac"}
     responses={200: {"content": {"audio/flac": {}}}, 404: {"description": "No clip (never sent, or expired)."}},
 )
 def get_clip(detection_id: str, request: Request, store: StoreDep, metrics: MetricsDep, user: CurrentUser) -> Response:
-    clip = store.evidence.get_clip(detection_id)
-    if clip is None:
-        raise HTTPException(404, f"no clip for detection {detection_id} (never sent, or deleted by retention)")
-    store.accounts.audit(
-        username=user.username,
-        action="clip.play",
-        target=detection_id,
-        at_ns=time.time_ns(),
-        remote_addr=remote_addr(request),
-    )
-    metrics.clip_accesses.labels(kind="audio").inc()
+    clip = _audited_clip(detection_id, request, store, metrics, user, action="clip.play", kind="audio")
     return Response(
         clip.data,
         media_type=MEDIA_TYPES.get(clip.codec, "application/octet-stream"),
@@ -51,19 +42,35 @@ def get_clip(detection_id: str, request: Request, store: StoreDep, metrics: Metr
 def get_spectrogram(
     detection_id: str, request: Request, store: StoreDep, metrics: MetricsDep, user: CurrentUser
 ) -> Response:
-    clip = store.evidence.get_clip(detection_id)
-    if clip is None:
-        raise HTTPException(404, f"no clip for detection {detection_id} (never sent, or deleted by retention)")
-    store.accounts.audit(
-        username=user.username,
-        action="clip.spectrogram",
-        target=detection_id,
-        at_ns=time.time_ns(),
-        remote_addr=remote_addr(request),
-    )
-    metrics.clip_accesses.labels(kind="spectrogram").inc()
+    clip = _audited_clip(detection_id, request, store, metrics, user, action="clip.spectrogram", kind="spectrogram")
     try:
         png = spectrogram_png(clip.data)
     except AudioFormatError as exc:
         raise HTTPException(422, f"clip of detection {detection_id}: {exc}") from None
     return Response(png, media_type="image/png", headers=NO_STORE)
+
+
+def _audited_clip(
+    detection_id: str,
+    request: Request,
+    store: StoreDep,
+    metrics: MetricsDep,
+    user: CurrentUser,
+    *,
+    action: str,
+    kind: str,
+) -> StoredClip:
+    """The stored clip of a detection (404 when there is none), its access already audited
+    as ``action`` and counted in the ``kind`` access metric."""
+    clip = store.evidence.get_clip(detection_id)
+    if clip is None:
+        raise HTTPException(404, f"no clip for detection {detection_id} (never sent, or deleted by retention)")
+    store.accounts.audit(
+        username=user.username,
+        action=action,
+        target=detection_id,
+        at_ns=time.time_ns(),
+        remote_addr=remote_addr(request),
+    )
+    metrics.clip_accesses.labels(kind=kind).inc()
+    return clip
