@@ -1,4 +1,4 @@
-"""Readable tables, provenance and PNG plots for ``sed bench detect``."""
+"""Provenance of every benchmark report; readable tables and PNG plots for ``sed bench detect``."""
 
 from __future__ import annotations
 
