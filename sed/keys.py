@@ -7,14 +7,20 @@ registered by putting its ``SENSOR_ID.key`` into the fusion node's
 ids ``SENSOR_ID.<suffix>`` of its streams). ``sed keys register`` does that copy with
 checks: the file must hold a public key only, the id must be valid, and neither the id
 nor the key may already be registered. The fusion node picks a new key up at the
-sensor's next connection attempt, without a restart; deleting the file revokes it for
-new connections (restart the node to drop a connection that is already open).
+sensor's next connection attempt, without a restart; deleting the file revokes it: new
+connections are refused at once, and messages on a connection that is already open are
+dropped once the node re-reads the folder (every few seconds).
+
+A file in the folder that is not a usable public key (junk, a secret key, a bad sensor
+id, a key registered twice) is skipped with a logged error, never fatal:
+:func:`read_authorized_keys` returns those problems for health checks and
+``sed validate-config``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -24,6 +30,13 @@ from pathlib import Path
 import zmq.auth
 
 from sed.errors import ConfigError
+
+log = logging.getLogger("sed.keys")
+
+#: Largest file read as a key, bytes: a certificate is ~300 bytes, and a huge file is no key.
+MAX_KEY_FILE_BYTES = 64 * 1024
+#: A CURVE key in Z85 text: 40 characters of the Z85 alphabet (32 bytes).
+_Z85_KEY = re.compile(rb"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 
 
 def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
@@ -39,35 +52,112 @@ def generate_keypair(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 def load_public_key(path: Path) -> bytes:
-    """The Z85 public key in a ``.key`` or ``.key_secret`` file."""
-    try:
-        public, _ = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a ZeroMQ certificate: {exc}") from None
-    return public
+    """The Z85 public key in a ``.key`` or ``.key_secret`` file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not a regular file, too large, or holds no valid public key.
+    """
+    return _load_certificate(path)[0]
 
 
 def load_keypair(path: Path) -> tuple[bytes, bytes]:
     """(public, secret) Z85 keys from a ``.key_secret`` file."""
-    try:
-        public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a ZeroMQ certificate: {exc}") from None
+    public, secret = _load_certificate(path)
     if not secret:
         raise ConfigError(f"{path}: holds no secret key; expected the '.key_secret' file")
     return public, secret
 
 
-def authorized_keys(directory: Path) -> dict[bytes, str]:
-    """Map public key → sensor id from every ``*.key`` file in ``directory``."""
+def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) from a certificate file; every failure a :class:`ConfigError`."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"{path}: not a ZeroMQ certificate: {exc.strerror or exc}") from None
+    if not path.is_file():  # a folder, or a FIFO that would block the reader forever
+        raise ConfigError(f"{path}: not a ZeroMQ certificate: not a regular file")
+    if info.st_size > MAX_KEY_FILE_BYTES:
+        raise ConfigError(f"{path}: not a ZeroMQ certificate: {info.st_size} bytes (a key file holds ~300)")
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: not a ZeroMQ certificate: {exc.strerror or exc}") from None
+    except ValueError:
+        raise ConfigError(f"{path}: not a ZeroMQ certificate: no 'public-key = ...' line") from None
+    except IndexError:  # zmq's parser indexes past a key line that has no '='
+        raise ConfigError(f"{path}: not a ZeroMQ certificate: a key line without '='") from None
+    for kind, key in (("public", public), ("secret", secret)):
+        if key is not None and not _Z85_KEY.fullmatch(key):
+            raise ConfigError(f"{path}: not a ZeroMQ certificate: {kind} key is not 40 Z85 characters")
+    return public, secret
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthorizedKeys:
+    """What :func:`read_authorized_keys` found.
+
+    Attributes
+    ----------
+    keys : dict[bytes, str]
+        Z85 public key -> sensor id (its file's stem), usable keys only.
+    problems : list[str]
+        One line per file skipped (or for the folder itself), naming the file and why.
+    """
+
+    keys: dict[bytes, str]
+    problems: list[str]
+
+
+def read_authorized_keys(directory: Path) -> AuthorizedKeys:
+    """Read every ``*.key`` file of ``directory``; skip and report those that are not usable.
+
+    Never raises: a junk file must not take down the authenticator that calls this.
+    """
+    problems: list[str] = []
+    try:
+        paths = sorted(p for p in directory.iterdir() if p.name.endswith(".key"))
+    except OSError as exc:
+        return AuthorizedKeys(keys={}, problems=[f"{directory}: authorized keys folder unreadable: {exc.strerror}"])
+    files_of_key: dict[bytes, list[Path]] = {}
+    for path in paths:
+        sensor_id = path.name[: -len(".key")]
+        try:
+            public, secret = _load_certificate(path)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if not SENSOR_ID_PATTERN.fullmatch(sensor_id):
+            problems.append(f"{path}: sensor id {sensor_id!r} is invalid; expected 1-64 of A-Z a-z 0-9 _ . : -")
+        elif secret:
+            problems.append(f"{path}: holds a secret key; register the public '.key' file, never the secret")
+        else:
+            files_of_key.setdefault(public, []).append(path)
     keys: dict[bytes, str] = {}
-    for path in sorted(directory.glob("*.key")):
-        keys[load_public_key(path)] = path.stem
-    return keys
+    for public, files in files_of_key.items():
+        if len(files) == 1:
+            keys[public] = files[0].name[: -len(".key")]
+            continue
+        # Which id would the key speak for? Neither: refusing both is the only safe answer.
+        names = ", ".join(repr(f.name) for f in files)
+        problems.extend(f"{path}: the same key is in {names}; all refused" for path in files)
+    return AuthorizedKeys(keys=keys, problems=sorted(problems))
+
+
+def authorized_keys(directory: Path) -> dict[bytes, str]:
+    """Map public key → sensor id from every usable ``*.key`` file in ``directory``.
+
+    Files that are not usable are skipped with a logged error (see :func:`read_authorized_keys`).
+    """
+    found = read_authorized_keys(directory)
+    for problem in found.problems:
+        log.error("%s", problem)
+    return found.keys
 
 
 #: What a sensor id may look like (as :class:`sed.config.SensorSection`).
-SENSOR_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+SENSOR_ID_PATTERN = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: '$' would accept a trailing newline
 
 
 def register_sensor(public_key_file: Path, authorized_keys_dir: Path, *, sensor_id: str | None = None) -> Path:
@@ -89,15 +179,11 @@ def register_sensor(public_key_file: Path, authorized_keys_dir: Path, *, sensor_
         already registered.
     """
     sensor_id = sensor_id or public_key_file.stem
-    if not SENSOR_ID_PATTERN.match(sensor_id):
+    if not SENSOR_ID_PATTERN.fullmatch(sensor_id):
         raise ConfigError(f"sensor id {sensor_id!r}; expected 1-64 of A-Z a-z 0-9 _ . : -")
-    try:
-        _, secret = zmq.auth.load_certificate(public_key_file)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{public_key_file}: not a ZeroMQ certificate: {exc}") from None
+    public, secret = _load_certificate(public_key_file)
     if secret:
         raise ConfigError(f"{public_key_file}: holds a secret key; register the public '.key' file, never the secret")
-    public = load_public_key(public_key_file)
     authorized_keys_dir.mkdir(parents=True, exist_ok=True)
     target = authorized_keys_dir / f"{sensor_id}.key"
     if target.exists():
@@ -107,6 +193,21 @@ def register_sensor(public_key_file: Path, authorized_keys_dir: Path, *, sensor_
         raise ConfigError(f"{public_key_file}: this key is already registered as sensor {registered[public]!r}")
     shutil.copyfile(public_key_file, target)
     return target
+
+
+def revoke_sensor(authorized_keys_dir: Path, sensor_id: str) -> Path | None:
+    """Delete a sensor's ``SENSOR_ID.key`` from ``authorized_keys_dir``; the removed path,
+    or ``None`` when it held no key for that id.
+
+    The fusion node refuses the key from the sensor's next connection attempt on; a
+    connection already open lasts until it drops or the node restarts. The id is compared
+    with the files' names, never joined into a path, so no id can reach outside the folder.
+    """
+    for path in authorized_keys_dir.glob("*.key"):
+        if path.stem == sensor_id and path.is_file():
+            path.unlink()
+            return path
+    return None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -148,7 +249,9 @@ class NetworkKeys:
 
 
 def main(argv: list[str], *, prog: str) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from sed.runtime import CONSOLE_SCRIPT, CommandParser
+
+    parser = CommandParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
     gen = sub.add_parser("generate", help="write NAME.key (public) and NAME.key_secret (private)")
     gen.add_argument("name", help="sensor id (e.g. pole-017) or 'fusion'")
@@ -162,17 +265,31 @@ def main(argv: list[str], *, prog: str) -> int:
         target = register_sensor(args.public_key, args.authorized_keys_dir, sensor_id=args.sensor_id)
         print(f"registered sensor {target.stem!r}: {target} (accepted at its next connection attempt)")
         return 0
+    if args.name != "fusion" and not SENSOR_ID_PATTERN.match(args.name):
+        raise ConfigError(f"key name {args.name!r}; expected 'fusion' or a sensor id (1-64 of A-Z a-z 0-9 _ . : -)")
     public, secret = generate_keypair(args.dir, args.name)
-    print(f"public key:  {public}   (register it on the fusion node: sed keys register {public.name} …)")
-    print(f"secret key:  {secret}   (keep on this machine only; mode 0600)")
+    if args.name == "fusion":
+        # The fusion node's key is never registered: sensors trust it, the node proves it.
+        print(f"public key:  {public}   (copy to every sensor: its transport.server_public_key_file)")
+        print(f"secret key:  {secret}   (this fusion node's fusion.secret_key_file; keep here only, mode 0600)")
+    else:
+        print(
+            f"public key:  {public}   (register it on the fusion node: "
+            f"{CONSOLE_SCRIPT} keys register {public.name} --authorized-keys-dir …)"
+        )
+        print(f"secret key:  {secret}   (this sensor's transport.secret_key_file; keep here only, mode 0600)")
     return 0
 
 
 __all__ = [
+    "MAX_KEY_FILE_BYTES",
+    "AuthorizedKeys",
     "NetworkKeys",
     "authorized_keys",
     "generate_keypair",
     "load_keypair",
     "load_public_key",
+    "read_authorized_keys",
     "register_sensor",
+    "revoke_sensor",
 ]

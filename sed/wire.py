@@ -6,6 +6,18 @@ Physical fields carry their unit in the name (``arrival_time_ns`` is integer UTC
 nanoseconds, ``uncertainty_m`` metres). The schema version travels in every message and
 is checked, together with the size limit, before anything else is decoded.
 
+Physics is validated here, once, so nothing downstream (SQLite, PostgreSQL, the
+locator) ever sees a value it cannot hold: every integer fits a signed 64-bit column,
+every float is finite and within a plausible bound (positions within
+:data:`MAX_HORIZONTAL_M` / :data:`MAX_VERTICAL_M` of the site origin), every string is
+bounded and free of NUL and control characters, and nesting too deep to decode is a
+:class:`~sed.errors.WireError`, never a ``RecursionError``. Wire content quoted in an
+error message is escaped, so a message cannot forge log lines.
+
+The fusion node answers a durable message (detection, evidence clip) with an
+:class:`Ack` once it is stored, or with a :class:`Reject` when it will never accept it
+(invalid, outside the site, spoofed), so the sensor stops resending it.
+
 Example
 -------
 >>> from sed import wire
@@ -17,6 +29,7 @@ True
 from __future__ import annotations
 
 import enum
+import unicodedata
 from typing import Annotated
 
 import msgspec
@@ -32,12 +45,43 @@ MAX_CLIP_BYTES = 768 * 1024
 #: Default endpoint the fusion node binds for sensors (ROUTER, CURVE server).
 DEFAULT_FUSION_ENDPOINT = "tcp://127.0.0.1:5750"
 
-SensorId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=96)]
+#: Largest and smallest integer any field holds: a signed 64-bit database column.
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+#: Largest distance east or north of the site origin a position may have, m (a city is far smaller).
+MAX_HORIZONTAL_M = 1e7
+#: Largest height above or below the site origin a position may have, m.
+MAX_VERTICAL_M = 1e4
+#: Longest reason a :class:`Reject` carries, characters.
+MAX_REASON_CHARS = 500
+#: Longest quote of a decoder's complaint in a :class:`~sed.errors.WireError`, characters.
+_MAX_DETAIL_CHARS = 300
+#: Most ids one :class:`Ack` or :class:`Reject` names.
+MAX_IDS_PER_REPLY = 1024
+
+# ``\A`` and ``\Z``, never ``^`` and ``$``: Python's ``$`` also matches before a trailing newline.
+#: No C0/C1 control characters (NUL, CR, LF, ESC ...) and no Unicode line separators.
+_PRINTABLE = r"\A[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\Z"
+
+SensorId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"\A[A-Za-z0-9_.:-]+\Z")]
+MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=96, pattern=_PRINTABLE)]
+VersionText = Annotated[str, msgspec.Meta(max_length=64, pattern=_PRINTABLE)]
 Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
+# Bounds on floats also refuse NaN and infinities: msgspec fails a NaN against ``ge``/``le``.
+NonNegInt = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 Dbfs = Annotated[float, msgspec.Meta(ge=-200.0, le=10.0)]
+HorizontalM = Annotated[float, msgspec.Meta(ge=-MAX_HORIZONTAL_M, le=MAX_HORIZONTAL_M)]
+VerticalM = Annotated[float, msgspec.Meta(ge=-MAX_VERTICAL_M, le=MAX_VERTICAL_M)]
+#: A detected sound lasts seconds; ten minutes is already absurd, ms.
+DurationMs = Annotated[float, msgspec.Meta(ge=0.0, le=600_000.0)]
+#: Sample rate over nominal, minus 1: +-1e6 ppm is a factor of two, far beyond any real clock.
+DriftPpm = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)]
+#: CPU seconds per wall second of the sensor process (above 1 on several cores).
+CpuLoad = Annotated[float, msgspec.Meta(ge=0.0, le=1024.0)]
+#: A located incident's 95 % radius, m; the bound only refuses non-finite values.
+UncertaintyM = Annotated[float, msgspec.Meta(ge=0.0, le=1e9)]
+CovarianceM2 = Annotated[float, msgspec.Meta(ge=-1e18, le=1e18)]
 
 
 class Label(enum.StrEnum):
@@ -68,13 +112,13 @@ class IncidentStatus(enum.StrEnum):
 class Position(msgspec.Struct, frozen=True, kw_only=True):
     """A point in the site's local metric frame (east, north, up), metres."""
 
-    x_m: float
-    y_m: float
-    z_m: float = 0.0
+    x_m: HorizontalM
+    y_m: HorizontalM
+    z_m: VerticalM = 0.0
 
 
 class _Message(msgspec.Struct, tag_field="type", kw_only=True, frozen=True):
-    schema_version: int = SCHEMA_VERSION
+    schema_version: NonNegInt = SCHEMA_VERSION
 
 
 class Detection(_Message, tag="detection"):
@@ -91,11 +135,11 @@ class Detection(_Message, tag="detection"):
     score: Score
     arrival_time_ns: NonNegInt
     arrival_uncertainty_ns: NonNegInt
-    duration_ms: NonNegFloat
+    duration_ms: DurationMs
     peak_dbfs: Dbfs
     position: Position
     clock_status: ClockStatus
-    model_version: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    model_version: VersionText = ""
 
 
 class EvidenceClip(_Message, tag="evidence_clip"):
@@ -105,7 +149,7 @@ class EvidenceClip(_Message, tag="evidence_clip"):
     sensor_id: SensorId
     start_time_ns: NonNegInt
     sample_rate_hz: Annotated[int, msgspec.Meta(ge=8000, le=96000)]
-    codec: Annotated[str, msgspec.Meta(pattern=r"^(flac)$")] = "flac"
+    codec: Annotated[str, msgspec.Meta(pattern=r"\A(flac)\Z")] = "flac"
     data: Annotated[bytes, msgspec.Meta(max_length=MAX_CLIP_BYTES)] = b""
 
 
@@ -116,23 +160,34 @@ class Heartbeat(_Message, tag="heartbeat"):
     sent_at_ns: NonNegInt
     clock_status: ClockStatus
     position: Position | None = None
-    clock_offset_ns: int = 0  # sample clock minus system clock at the last re-anchor
+    clock_offset_ns: Int64 = 0  # sample clock minus system clock at the last re-anchor
     input_rms_dbfs: Dbfs = -200.0
     input_peak_dbfs: Dbfs = -200.0
     clipping_fraction: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
     xruns: NonNegInt = 0
     clock_jumps: NonNegInt = 0  # system clock steps seen since the stream started
-    clock_drift_ppm: float = 0.0  # measured audio sample rate over nominal, minus 1, ppm
+    clock_drift_ppm: DriftPpm = 0.0  # measured audio sample rate over nominal, minus 1, ppm
     outbox_depth: NonNegInt = 0
-    cpu_load: NonNegFloat = 0.0
-    software_version: Annotated[str, msgspec.Meta(max_length=64)] = ""
-    model_version: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    cpu_load: CpuLoad = 0.0
+    software_version: VersionText = ""
+    model_version: VersionText = ""
 
 
 class Ack(_Message, tag="ack"):
     """The fusion node has durably accepted these messages (detection ids)."""
 
-    message_ids: Annotated[list[MessageId], msgspec.Meta(max_length=1024)]
+    message_ids: Annotated[list[MessageId], msgspec.Meta(max_length=MAX_IDS_PER_REPLY)]
+
+
+class Reject(_Message, tag="reject"):
+    """The fusion node will never accept these messages; the sensor drops them from its outbox.
+
+    Sent for a durable message that is invalid, outside the site or spoofed, so that it is
+    not resent forever. ``reason`` says why, for the sensor's log.
+    """
+
+    message_ids: Annotated[list[MessageId], msgspec.Meta(max_length=MAX_IDS_PER_REPLY)]
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON_CHARS, pattern=_PRINTABLE)]
 
 
 class Incident(_Message, tag="incident"):
@@ -148,26 +203,29 @@ class Incident(_Message, tag="incident"):
     score: Score
     origin_time_ns: NonNegInt
     position: Position | None
-    uncertainty_m: NonNegFloat | None
-    covariance_m2: Annotated[list[float], msgspec.Meta(min_length=3, max_length=3)] | None
+    uncertainty_m: UncertaintyM | None
+    covariance_m2: Annotated[list[CovarianceM2], msgspec.Meta(min_length=3, max_length=3)] | None
     detection_ids: list[MessageId]
     sensor_ids: list[SensorId]
     status: IncidentStatus = IncidentStatus.NEW
     created_at_ns: NonNegInt = 0
-    n_shots: Annotated[int, msgspec.Meta(ge=1)] = 1
+    n_shots: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)] = 1
 
 
-Message = Detection | EvidenceClip | Heartbeat | Ack | Incident
+Message = Detection | EvidenceClip | Heartbeat | Ack | Reject | Incident
 
-_TAGS = {"detection", "evidence_clip", "heartbeat", "ack", "incident"}
+_TAGS = {"detection", "evidence_clip", "heartbeat", "ack", "reject", "incident"}
+#: Message types a sensor keeps in its outbox until acked or rejected, with the prefix of their id.
+_DURABLE_ID_PREFIX = {"detection": "", "evidence_clip": "clip:"}
 
 
 class _Envelope(msgspec.Struct):
-    """The fields checked before a message is decoded in full."""
+    """The fields checked before a message is decoded in full (and named in a :class:`Reject`)."""
 
     type: str | None = None
     schema_version: int | None = None
     sensor_id: str | None = None
+    detection_id: str | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -206,14 +264,12 @@ def decode(data: bytes) -> Message:
     Raises
     ------
     WireError
-        Naming the message type, the sensor (when known), the field and the schema version.
+        Naming the message type, the sensor (when known), the field and the schema version;
+        also for nesting too deep to decode.
     """
     if len(data) > MAX_MESSAGE_BYTES:
         raise WireError(f"message of {len(data)} bytes exceeds limit {MAX_MESSAGE_BYTES}")
-    try:
-        envelope = _envelope_decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise WireError(f"undecodable message ({len(data)} bytes): {exc}") from None
+    envelope = _decode_envelope(data)
     where = _describe(envelope)
     if envelope.type not in _TAGS:
         raise WireError(f"{where}: unknown message type {envelope.type!r}; expected one of {sorted(_TAGS)}")
@@ -222,21 +278,91 @@ def decode(data: bytes) -> Message:
     try:
         return _message_decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise WireError(f"{where}: {exc} (schema v{SCHEMA_VERSION})") from None
+        raise WireError(
+            f"{where}: {printable(str(exc), max_chars=_MAX_DETAIL_CHARS)} (schema v{SCHEMA_VERSION})"
+        ) from None
     except msgspec.DecodeError as exc:
-        raise WireError(f"{where}: undecodable: {exc}") from None
+        raise WireError(f"{where}: undecodable: {printable(str(exc), max_chars=_MAX_DETAIL_CHARS)}") from None
+    except RecursionError:
+        raise WireError(f"{where}: nested too deeply to decode") from None
+
+
+def rejectable_id(data: bytes) -> str | None:
+    """The outbox id of a durable message this node will never accept, for a :class:`Reject`.
+
+    Call it for a message :func:`decode` refused. Returns the id the sensor resends it
+    under (``detection_id``, or ``clip:<detection_id>`` for an evidence clip) when the
+    envelope is readable, of this schema version and the id itself is a valid
+    :data:`MessageId`; else ``None``: a message of another version may be accepted after
+    an upgrade, so it is never rejected, and a message whose envelope cannot be read
+    names nothing to reject (no sensor of ours sends one).
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        return None
+    try:
+        envelope = _envelope_decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    prefix = _DURABLE_ID_PREFIX.get(envelope.type) if isinstance(envelope.type, str) else None
+    if prefix is None or envelope.schema_version != SCHEMA_VERSION or not isinstance(envelope.detection_id, str):
+        return None
+    try:  # the same check a Reject's ids get when the sensor decodes it
+        return msgspec.convert(prefix + envelope.detection_id, type=MessageId)
+    except msgspec.ValidationError:
+        return None
+
+
+def reject_reason(text: str) -> str:
+    """``text`` made a valid :attr:`Reject.reason`: non-printable characters escaped, shortened to fit."""
+    return printable(text, max_chars=MAX_REASON_CHARS)
+
+
+def _decode_envelope(data: bytes) -> _Envelope:
+    try:
+        return _envelope_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise WireError(
+            f"undecodable message ({len(data)} bytes): {printable(str(exc), max_chars=_MAX_DETAIL_CHARS)}"
+        ) from None
+    except RecursionError:
+        # msgspec recurses into nested arrays and maps, even into fields it skips.
+        raise WireError(f"undecodable message ({len(data)} bytes): nested too deeply to decode") from None
 
 
 def _describe(envelope: _Envelope) -> str:
-    kind = envelope.type or "message"
+    kind = envelope.type if envelope.type in _TAGS else "message"
     sensor = f" from sensor {envelope.sensor_id!r}" if isinstance(envelope.sensor_id, str) else ""
     return f"{kind}{sensor}"
 
 
+def printable(text: str, *, max_chars: int) -> str:
+    """``text`` with control, format, surrogate and line-separator characters escaped
+    (``\\x0a``, ``\\u200b``) and cut to ``max_chars`` (ending in ``…`` when cut): safe to quote
+    in a log line, a :class:`Reject` and any database's text column (PostgreSQL refuses NUL),
+    so wire content cannot forge log lines.
+    """
+    escaped = "".join(
+        (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}") if _unprintable(c) else c
+        for c in text[: max_chars + 1]  # each character escapes to one or more: enough to fill and to tell a cut
+    )
+    return escaped if len(escaped) <= max_chars else escaped[: max_chars - 1] + "…"
+
+
+def _unprintable(c: str) -> bool:
+    category = unicodedata.category(c)
+    return category[0] == "C" or category in {"Zl", "Zp"}  # controls, format, surrogates; line breaks
+
+
 __all__ = [
     "DEFAULT_FUSION_ENDPOINT",
+    "INT64_MAX",
+    "INT64_MIN",
     "MAX_CLIP_BYTES",
+    "MAX_HORIZONTAL_M",
+    "MAX_IDS_PER_REPLY",
     "MAX_MESSAGE_BYTES",
+    "MAX_REASON_CHARS",
+    "MAX_VERTICAL_M",
     "SCHEMA_VERSION",
     "Ack",
     "ClockStatus",
@@ -248,7 +374,11 @@ __all__ = [
     "Label",
     "Message",
     "Position",
+    "Reject",
     "decode",
     "encode",
     "message_id",
+    "printable",
+    "reject_reason",
+    "rejectable_id",
 ]

@@ -2,9 +2,11 @@
 
 A DEALER socket (CURVE client) connects to the fusion node's ROUTER. Durable messages
 (detections, evidence clips) go through the :class:`~sed.capture.outbox.Outbox` and are
-resent with back-off until an :class:`~sed.wire.Ack` names them; heartbeats are sent
-best-effort. ``ZMQ_IMMEDIATE`` keeps ZeroMQ from queueing into a connection that does not
-exist, so the outbox stays the only queue.
+resent with back-off until an :class:`~sed.wire.Ack` names them, or a
+:class:`~sed.wire.Reject` does (the node will never accept them: they are dropped with
+one logged error and counted, never resent); heartbeats are sent best-effort.
+``ZMQ_IMMEDIATE`` keeps ZeroMQ from queueing into a connection that does not exist, so
+the outbox stays the only queue.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ HEARTBEAT_RETRY_NS = 200_000_000
 class SenderStats:
     sent: int = 0
     acked: int = 0
+    rejected: int = 0  # durable messages the fusion node refused for good, dropped from the outbox
     send_failures: int = 0
     bad_replies: int = 0
 
@@ -166,6 +169,19 @@ class Sender:
                 continue
             if isinstance(message, wire.Ack):
                 self.stats.acked += self.outbox.remove(list(message.message_ids))
+            elif isinstance(message, wire.Reject):
+                self._rejected(message)
+
+    def _rejected(self, reject: wire.Reject) -> None:
+        removed = self.outbox.remove(list(reject.message_ids))
+        self.stats.rejected += removed
+        if removed:  # a repeated reject of messages already dropped says nothing new
+            log.error(
+                "fusion node %s rejected %s for good (%s); dropped, never resent",
+                self.endpoint,
+                ", ".join(repr(m) for m in reject.message_ids),
+                reject.reason,
+            )
 
 
 __all__ = ["Sender", "SenderStats"]

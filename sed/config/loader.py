@@ -106,9 +106,18 @@ def _format_errors(exc: ValidationError, source: str) -> str:
             lines.append(f"{source}: {key}: unknown key")
         else:
             secret = any(part in key.lower() for part in _SECRET_KEY_PARTS)
-            value = "<hidden>" if secret else repr(error.get("input"))
-            lines.append(f"{source}: {key} = {value}; {error['msg']}")
+            value = "<hidden>" if secret else _shorten(repr(error.get("input")))
+            # "Value error, " is pydantic's prefix for our validators' messages: noise in a config error.
+            lines.append(f"{source}: {key} = {value}; {error['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
+
+
+#: Longest value quoted in an error message, characters (a pasted blob must not flood the terminal).
+MAX_QUOTED_CHARS = 200
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_QUOTED_CHARS else f"{text[: MAX_QUOTED_CHARS - 1]}…"
 
 
 __all__ = ["ENV_PREFIX", "load_config", "parse_config"]

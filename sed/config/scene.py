@@ -7,24 +7,24 @@ from typing import Literal
 
 from pydantic import Field
 
-from sed.config.base import ConfigPath, Section, require_exists
+from sed.config.base import ConfigPath, HorizontalM, Section, VerticalM, require_exists
 from sed.errors import ConfigError
-from sed.wire import Label
+from sed.wire import INT64_MAX, Label
 
 
 class SceneSensor(Section):
     id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    x_m: float
-    y_m: float
-    z_m: float = 4.0
+    x_m: HorizontalM
+    y_m: HorizontalM
+    z_m: VerticalM = 4.0
 
 
 class SceneEvent(Section):
     label: Label | Literal["negative"]
     time_s: float = Field(ge=0, description="Emission time after the scene start, s.")
-    x_m: float
-    y_m: float
-    z_m: float = 1.5
+    x_m: HorizontalM
+    y_m: HorizontalM
+    z_m: VerticalM = 1.5
     clip: ConfigPath | Literal["auto", "synthetic"] = Field(
         "auto", description="Sound file; 'auto' picks a dev clip of the label, else a synthetic sound."
     )
@@ -38,7 +38,7 @@ class SceneReflector(Section):
     """A vertical wall (axis-aligned plane) that adds one echo per event."""
 
     axis: Literal["x", "y"] = Field(description="The wall is the plane axis = at_m.")
-    at_m: float
+    at_m: HorizontalM
     gain: float = Field(0.5, gt=0, le=1, description="Pressure reflection coefficient.")
 
 
@@ -47,7 +47,7 @@ class SceneSection(Section):
     duration_s: float = Field(30.0, gt=0, le=3600)
     temperature_c: float = Field(15.0, ge=-50, le=60)
     noise_dbfs: float = Field(-50.0, ge=-120, le=0, description="Background noise RMS, dBFS.")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=INT64_MAX)
     sensors: list[SceneSensor] = Field(min_length=1)
     events: list[SceneEvent] = Field(default_factory=list)
     reflectors: list[SceneReflector] = Field(default_factory=list)

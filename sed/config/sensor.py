@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from sed.config.base import ConfigPath, PositionConfig, Section, require_exists
+from sed.config.base import ConfigPath, ConnectEndpoint, PositionConfig, Section, UtcNs, require_exists
 from sed.errors import ConfigError
 from sed.wire import DEFAULT_FUSION_ENDPOINT, Label
 
@@ -38,9 +38,11 @@ class SensorSection(Section):
 
 class CaptureSection(Section):
     source: Literal["microphone", "file", "scene"] = Field(description="Where audio comes from.")
-    sample_rate_hz: int = Field(16000, description="microphone: device rate; resampled to the model's rate.")
+    sample_rate_hz: int = Field(
+        16000, ge=1, le=1_000_000, description="microphone: device rate; resampled to the model's rate."
+    )
     block_ms: float = Field(100.0, ge=10.0, le=1000.0, description="Audio block handed to the detector, ms.")
-    device: str | int | None = Field(
+    device: Annotated[str, Field(max_length=256)] | Annotated[int, Field(ge=0, le=4096)] | None = Field(
         None,
         description="microphone: device index, or a substring of its name (e.g. 'USB', 'pulse'); default "
         "the system's default input.",
@@ -58,8 +60,8 @@ class CaptureSection(Section):
     file: ConfigPath | None = Field(None, description="file: WAV/FLAC to replay.")
     realtime: bool = Field(True, description="file/scene: pace blocks at the audio rate.")
     scene: ConfigPath | None = Field(None, description="scene: scene TOML whose sensor list holds this id.")
-    start_utc_ns: int | None = Field(
-        None, ge=0, description="file/scene: UTC ns of the first sample (default: when the daemon starts)."
+    start_utc_ns: UtcNs | None = Field(
+        None, description="file/scene: UTC ns of the first sample (default: when the daemon starts)."
     )
 
 
@@ -93,7 +95,7 @@ class ClockSection(Section):
 
 class DetectorSection(Section):
     model: ConfigPath | None = Field(None, description="ONNX model; default the model shipped with sed.")
-    thresholds: dict[Label, float] = Field(
+    thresholds: dict[Label, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         default_factory=dict, description="Per-class score thresholds overriding the model's."
     )
     n_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads.")
@@ -106,7 +108,10 @@ class EvidenceSection(Section):
 
 
 class TransportSection(Section):
-    fusion_endpoint: str = Field(DEFAULT_FUSION_ENDPOINT, description="ZeroMQ endpoint of the fusion node.")
+    fusion_endpoint: ConnectEndpoint = Field(
+        DEFAULT_FUSION_ENDPOINT,
+        description="ZeroMQ endpoint of the fusion node, e.g. 'tcp://fusion.city.example:5750'.",
+    )
     secret_key_file: ConfigPath = Field(description="This sensor's CURVE key pair (zmq '.key_secret' file).")
     server_public_key_file: ConfigPath = Field(description="The fusion node's CURVE public key ('.key').")
     outbox_path: ConfigPath = Field(Path("outbox.sqlite"), description="Durable outbox (SQLite).")

@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from sed.config.base import ConfigPath, Section, require_exists
-from sed.wire import DEFAULT_FUSION_ENDPOINT
+from sed.config.base import BindEndpoint, ConfigPath, Section, require_dir, require_exists
+from sed.errors import ConfigError
+from sed.wire import DEFAULT_FUSION_ENDPOINT, MAX_HORIZONTAL_M
+
+#: Default of ``site.radius_m``: a city, m.
+DEFAULT_SITE_RADIUS_M = 20_000.0
+#: Default of ``fusion.max_streams_per_sensor`` (as many as ``capture.channels`` may list).
+DEFAULT_MAX_STREAMS_PER_SENSOR = 64
 
 
 class SiteSection(Section):
@@ -23,10 +30,17 @@ class SiteSection(Section):
         "geodetic origin); None draws local coordinates on a plain background.",
     )
     tile_attribution: str = Field("", max_length=200, description="Attribution text the tile server requires.")
+    radius_m: float = Field(
+        DEFAULT_SITE_RADIUS_M,
+        gt=0,
+        le=MAX_HORIZONTAL_M,
+        description="Positions (sensors', in detections and heartbeats) farther than this from the site origin, "
+        "horizontally, are rejected as misconfigured (e.g. a map northing typed as local metres), m.",
+    )
 
 
 class FusionSection(Section):
-    bind_endpoint: str = Field(DEFAULT_FUSION_ENDPOINT, description="ZeroMQ endpoint to bind (ROUTER).")
+    bind_endpoint: BindEndpoint = Field(DEFAULT_FUSION_ENDPOINT, description="ZeroMQ endpoint to bind (ROUTER).")
     secret_key_file: ConfigPath = Field(description="The fusion node's CURVE key pair ('.key_secret').")
     authorized_keys_dir: ConfigPath = Field(description="Directory of sensors' public keys ('*.key').")
     min_sensors: int = Field(3, ge=3, le=64, description="Sensors needed to locate an incident.")
@@ -38,6 +52,20 @@ class FusionSection(Section):
     )
     incident_merge_m: float = Field(50.0, ge=0, le=5000, description="… and this close in space, m.")
     max_timing_error_ms: float = Field(5.0, gt=0, le=100, description="Worst plausible arrival error, ms.")
+    max_streams_per_sensor: int = Field(
+        DEFAULT_MAX_STREAMS_PER_SENSOR,
+        ge=1,
+        le=1024,
+        description="Distinct stream ids ('<sensor id>.<suffix>') one sensor key may speak for; messages for "
+        "more are rejected.",
+    )
+    position_max_age_s: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="A sensor's position bounds the wait for peers only this long after it was last heard "
+        "(detection or heartbeat), s; a pole taken down or once misplaced stops delaying lone alerts.",
+    )
 
 
 #: Secrets that are examples, not secrets: refused at load time.
@@ -76,6 +104,19 @@ class ApiSection(Section):
     webhook_max_attempts: int = Field(5, ge=1, le=20, description="Deliveries tried this often before giving up.")
     webhook_retry_initial_s: float = Field(1.0, gt=0, le=600, description="First retry delay, doubled per try, s.")
     live_keepalive_s: float = Field(15.0, gt=0, le=300, description="Comment line on idle live streams, s.")
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, le=1 << 30, description="Largest request body of a signed-in client, bytes (else 413)."
+    )
+    max_anonymous_body_bytes: int = Field(
+        16 << 10,
+        ge=256,
+        le=1 << 20,
+        description="Largest request body without a token (the login), bytes (else 413).",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, le=1000, description="Failed logins per user, and per address, allowed in the window (else 429)."
+    )
+    login_window_s: float = Field(60.0, gt=0, le=86400, description="Sliding window of the login throttle, s.")
 
 
 def _refuse_placeholder_password(url: str) -> str:
@@ -112,4 +153,20 @@ class ServerConfig(Section):
 
     def check(self, source: str) -> None:
         require_exists(source, "fusion.secret_key_file", self.fusion.secret_key_file)
-        require_exists(source, "fusion.authorized_keys_dir", self.fusion.authorized_keys_dir)
+        require_dir(source, "fusion.authorized_keys_dir", self.fusion.authorized_keys_dir)
+        _check_sqlite_folder(source, self.store.url)
+
+
+def _check_sqlite_folder(source: str, url: str) -> None:
+    """A SQLite file can be created only in a folder that exists (relative paths: the working folder)."""
+    scheme, _, rest = url.partition("://")
+    if scheme.split("+")[0] != "sqlite":
+        return
+    # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db, sqlite:// (in memory), then ?options.
+    database = rest.removeprefix("/").partition("?")[0]
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).parent
+    if not folder.is_dir():
+        # The URL holds no password for SQLite, so it may be shown.
+        raise ConfigError(f"{source}: store.url = {url!r}; folder '{folder}' does not exist")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import threading
+
 import msgspec
 import pytest
 
@@ -31,6 +34,7 @@ MESSAGES = [
     _detection(),
     wire.Heartbeat(sensor_id="pole-017", sent_at_ns=5, clock_status=wire.ClockStatus.HOLDOVER, outbox_depth=3),
     wire.Ack(message_ids=["a", "clip:a"]),
+    wire.Reject(message_ids=["a", "clip:a"], reason="position (2.5e+04, 0.0) m is 25000 m from the site origin"),
     wire.EvidenceClip(detection_id="a", sensor_id="pole-017", start_time_ns=1, sample_rate_hz=16000, data=b"fLaC"),
     wire.Incident(
         incident_id="i1",
@@ -110,6 +114,232 @@ def test_oversized_messages_are_refused_both_ways() -> None:
 def test_message_id_is_what_acks_name() -> None:
     detection = _detection()
     assert wire.message_id(detection) == detection.detection_id
-    clip = MESSAGES[3]
+    clip = MESSAGES[4]
     assert wire.message_id(clip) == "clip:a"
     assert wire.message_id(MESSAGES[1]) == ""
+
+
+def _heartbeat_raw() -> dict:
+    return _raw(wire.Heartbeat(sensor_id="pole-017", sent_at_ns=5, clock_status=wire.ClockStatus.SYNCED))
+
+
+def _clip_raw() -> dict:
+    return _raw(MESSAGES[4])
+
+
+BIG = 2**63  # one past the largest signed 64-bit integer a database column holds (msgpack cannot go below -2**63)
+
+
+@pytest.mark.parametrize(
+    ("make_raw", "path", "value"),
+    [
+        (lambda: _raw(_detection()), ["arrival_time_ns"], BIG),
+        (lambda: _raw(_detection()), ["arrival_uncertainty_ns"], 2**64 - 1),
+        (_clip_raw, ["start_time_ns"], BIG),
+        (_heartbeat_raw, ["sent_at_ns"], BIG),
+        (_heartbeat_raw, ["clock_offset_ns"], BIG),
+        (_heartbeat_raw, ["xruns"], BIG),
+        (_heartbeat_raw, ["outbox_depth"], 2**64 - 1),
+        (lambda: _raw(_detection()), ["schema_version"], BIG),
+    ],
+)
+def test_integers_beyond_int64_are_refused(make_raw, path: list[str], value: int) -> None:
+    raw = make_raw()
+    raw[path[0]] = value
+    with pytest.raises(WireError, match=rf"\$\.{path[0]}|schema v{value}"):
+        wire.decode(msgspec.msgpack.encode(raw))
+
+
+def test_int64_extremes_are_accepted() -> None:
+    raw = _heartbeat_raw()
+    raw["clock_offset_ns"] = -(2**63)
+    raw["sent_at_ns"] = 2**63 - 1
+    beat = wire.decode(msgspec.msgpack.encode(raw))
+    assert isinstance(beat, wire.Heartbeat)
+    assert (beat.clock_offset_ns, beat.sent_at_ns) == (wire.INT64_MIN, wire.INT64_MAX)
+
+
+NON_FINITE = [math.nan, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("value", [*NON_FINITE, 1e7 + 1, -1e300])
+@pytest.mark.parametrize("axis", ["x_m", "y_m"])
+def test_non_finite_or_implausible_horizontal_positions_are_refused(axis: str, value: float) -> None:
+    raw = _raw(_detection())
+    raw["position"][axis] = value
+    with pytest.raises(WireError, match=rf"\$\.position\.{axis}"):
+        wire.decode(msgspec.msgpack.encode(raw))
+
+
+@pytest.mark.parametrize("value", [*NON_FINITE, 1e4 + 1, -1e4 - 1])
+def test_non_finite_or_implausible_heights_are_refused(value: float) -> None:
+    raw = _heartbeat_raw()
+    raw["position"] = {"x_m": 0.0, "y_m": 0.0, "z_m": value}
+    with pytest.raises(WireError, match=r"\$\.position\.z_m"):
+        wire.decode(msgspec.msgpack.encode(raw))
+
+
+@pytest.mark.parametrize(
+    ("make_raw", "field", "value"),
+    [
+        (lambda: _raw(_detection()), "duration_ms", math.inf),
+        (lambda: _raw(_detection()), "duration_ms", 1e9),
+        (lambda: _raw(_detection()), "score", math.nan),
+        (lambda: _raw(_detection()), "peak_dbfs", math.nan),
+        (_heartbeat_raw, "clock_drift_ppm", math.nan),
+        (_heartbeat_raw, "clock_drift_ppm", -math.inf),
+        (_heartbeat_raw, "clock_drift_ppm", 2e6),
+        (_heartbeat_raw, "cpu_load", math.inf),
+        (_heartbeat_raw, "clipping_fraction", math.nan),
+        (_heartbeat_raw, "input_rms_dbfs", math.inf),
+    ],
+)
+def test_non_finite_or_implausible_floats_are_refused(make_raw, field: str, value: float) -> None:
+    raw = make_raw()
+    raw[field] = value
+    with pytest.raises(WireError, match=rf"\$\.{field}"):
+        wire.decode(msgspec.msgpack.encode(raw))
+
+
+def test_incident_uncertainty_and_covariance_must_be_finite() -> None:
+    raw = _raw(MESSAGES[5])
+    for field, value in (("uncertainty_m", math.inf), ("covariance_m2", [1.0, math.nan, 1.0])):
+        bad = {**raw, field: value}
+        with pytest.raises(WireError, match=rf"\$\.{field}"):
+            wire.decode(msgspec.msgpack.encode(bad))
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "a\nb", "trailing\n", "a\rb", "\x1b[31m", "a\x85b", "a\u2028b"])
+@pytest.mark.parametrize(
+    ("make_raw", "field"),
+    [
+        (lambda: _raw(_detection()), "detection_id"),
+        (lambda: _raw(_detection()), "model_version"),
+        (lambda: _raw(_detection()), "sensor_id"),
+        (_heartbeat_raw, "software_version"),
+        (_clip_raw, "codec"),
+        (lambda: _raw(MESSAGES[3]), "reason"),
+    ],
+)
+def test_strings_with_nul_or_control_characters_are_refused(make_raw, field: str, text: str) -> None:
+    raw = make_raw()
+    raw[field] = text
+    with pytest.raises(WireError, match=rf"\$\.{field}"):
+        wire.decode(msgspec.msgpack.encode(raw))
+
+
+def test_strings_are_bounded() -> None:
+    for make_raw, field, limit in (
+        (lambda: _raw(_detection()), "detection_id", 96),
+        (_heartbeat_raw, "software_version", 64),
+        (lambda: _raw(MESSAGES[3]), "reason", wire.MAX_REASON_CHARS),
+    ):
+        raw = make_raw()
+        raw[field] = "x" * limit
+        wire.decode(msgspec.msgpack.encode(raw))
+        raw[field] = "x" * (limit + 1)
+        with pytest.raises(WireError, match=rf"\$\.{field}"):
+            wire.decode(msgspec.msgpack.encode(raw))
+
+
+def test_non_latin1_text_without_control_characters_is_accepted() -> None:
+    detection = _detection(detection_id="pole-017:Plzeň:1", model_version="sed-cnn ✓")
+    assert wire.decode(wire.encode(detection)) == detection
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _nested_raw_bytes(depth: int) -> bytes:
+    """msgpack of ``depth`` nested one-element arrays (built without recursion)."""
+    return b"\x91" * depth + b"\x90"
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deep_nesting_in_an_unknown_field_is_a_wire_error(depth: int) -> None:
+    head = msgspec.msgpack.encode({**_raw(_detection()), "junk": None})
+    data = head[:-1] + _nested_raw_bytes(depth)  # replace the trailing nil by the nested array
+    with pytest.raises(WireError, match="nested too deeply"):
+        wire.decode(data)
+    # No sensor of ours sends such a message: it is dropped, never answered with a reject.
+    assert wire.rejectable_id(data) is None
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deep_nesting_in_a_known_field_is_a_wire_error(depth: int) -> None:
+    raw = _raw(_detection())
+    del raw["position"]
+    # The same detection with ``position`` last, holding an unknown key whose value nests ``depth`` deep.
+    head = bytes([0x80 | (len(raw) + 1)]) + msgspec.msgpack.encode(raw)[1:]
+    position = msgspec.msgpack.encode({"x_m": 0.0, "y_m": 0.0, "extra": None})[:-1] + _nested_raw_bytes(depth)
+    with pytest.raises(WireError, match="nested too deeply"):
+        wire.decode(head + msgspec.msgpack.encode("position") + position)
+    incident = _raw(MESSAGES[5])
+    incident["covariance_m2"] = _nested(500)
+    with pytest.raises(WireError, match=r"\$\.covariance_m2"):
+        wire.decode(msgspec.msgpack.encode(incident))
+
+
+def test_deep_nesting_is_a_wire_error_in_a_worker_thread_too() -> None:
+    """The fusion loop decodes in a thread, whose stack may be smaller than the main one."""
+    data = msgspec.msgpack.encode({"type": "heartbeat", "schema_version": 1, "j": None})[:-1] + b"\x91" * 100_000
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            wire.decode(data + b"\x90")
+        except BaseException as exc:  # the test reports whatever escapes
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], WireError)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "selfie\nERROR forged line", "schema_version": 1},
+        {"type": "detection", "schema_version": 1, "sensor_id": "pole\nERROR forged", "label": "x"},
+        {**{"type": "detection", "schema_version": 1, "sensor_id": "pole-1"}, "label": "fire\nERROR forged"},
+    ],
+)
+def test_wire_content_in_errors_is_escaped(raw: dict) -> None:
+    with pytest.raises(WireError) as caught:
+        wire.decode(msgspec.msgpack.encode(raw))
+    assert "\n" not in str(caught.value)
+    assert "\\nERROR forged" in str(caught.value)  # quoted, escaped, on the same line
+
+
+def test_rejectable_id_names_what_the_sensor_resends() -> None:
+    bad = _raw(_detection(detection_id="pole-017:9"))
+    bad["position"]["x_m"] = math.nan
+    assert wire.rejectable_id(msgspec.msgpack.encode(bad)) == "pole-017:9"
+    clip = _clip_raw()
+    clip["start_time_ns"] = BIG
+    assert wire.rejectable_id(msgspec.msgpack.encode(clip)) == "clip:a"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "detection", "schema_version": 2, "detection_id": "a"},  # a newer sensor: accepted after an upgrade
+        {"type": "heartbeat", "schema_version": 1, "detection_id": "a"},  # not durable
+        {"type": "detection", "schema_version": 1, "detection_id": "a\nb"},  # not a valid id
+        {"type": "detection", "schema_version": 1},
+        [1, 2, 3],
+    ],
+)
+def test_rejectable_id_is_none_when_nothing_can_be_named(raw: object) -> None:
+    assert wire.rejectable_id(msgspec.msgpack.encode(raw)) is None
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00", b"\xc1\xff", b"\x81", b"\x81\xa4type", b"\xdf\xff\xff\xff\xff"])
+def test_rejectable_id_is_none_for_junk(garbage: bytes) -> None:
+    assert wire.rejectable_id(garbage) is None
