@@ -26,6 +26,7 @@ from sed.api.schemas import IncidentOut, incident_out
 from sed.config import SiteSection
 from sed.errors import WireError
 from sed.store import Store
+from sed.supervise import TURN_S, Liveness
 
 log = logging.getLogger("sed.api.live")
 
@@ -83,10 +84,12 @@ class IncidentFeed:
         self._lock = threading.Lock()
         self._sequence = 0
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="sed-live-feed", daemon=True)
+        self._thread: threading.Thread | None = None
+        #: For ``/healthz``: the worker's last turn and the announcements waiting.
+        self.liveness = Liveness("live-feed", backlog=self._announced.qsize)
 
     def start(self) -> None:
-        self._thread.start()
+        self._thread = self.liveness.start(self._run, thread_name="sed-live-feed")
 
     def announce(self, incident_id: str) -> None:
         """An incident was committed or reviewed (thread-safe, returns at once)."""
@@ -116,6 +119,7 @@ class IncidentFeed:
 
     def close(self) -> None:
         """End every live stream and the worker (so the HTTP server can shut down)."""
+        self.liveness.stopping()
         with self._lock:
             self._closed = True
             subscribers = list(self._subscribers)
@@ -123,12 +127,16 @@ class IncidentFeed:
             with contextlib.suppress(RuntimeError):  # its loop is already closed
                 subscriber.loop.call_soon_threadsafe(subscriber.offer, None)
         self._announced.put(None)
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=5.0)
 
     def _run(self) -> None:
         while True:
-            incident_id = self._announced.get()
+            self.liveness.beat()
+            try:
+                incident_id = self._announced.get(timeout=TURN_S)  # turn (and beat) even when idle
+            except queue.Empty:
+                continue
             if incident_id is None:
                 return
             try:
@@ -173,14 +181,18 @@ class FeedSubscriber:
         self.n_received = 0
         self.n_bad = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sed-feed-sub", daemon=True)
+        self._thread: threading.Thread | None = None
+        #: For ``/healthz``: the subscriber's last turn.
+        self.liveness = Liveness("feed-subscriber")
 
     def start(self) -> None:
-        self._thread.start()
+        self._thread = self.liveness.start(self._run, thread_name="sed-feed-sub")
 
     def stop(self) -> None:
+        self.liveness.stopping()
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
 
     def _run(self) -> None:
         context = zmq.Context()
@@ -192,6 +204,7 @@ class FeedSubscriber:
         log.info("following incidents from %s", self.endpoint)
         try:
             while not self._stop.is_set():
+                self.liveness.beat()
                 if not sock.poll(SUBSCRIBER_POLL_MS, zmq.POLLIN):
                     continue
                 try:

@@ -29,6 +29,7 @@ from sed.api.metrics import ApiMetrics
 from sed.api.schemas import IncidentOut, incident_out
 from sed.config import ApiSection, SiteSection
 from sed.store import DeliveryStatus, Rule, Store
+from sed.supervise import DEFAULT_STALL_AFTER_S, TURN_S, Liveness
 
 log = logging.getLogger("sed.api.webhooks")
 
@@ -69,19 +70,25 @@ class WebhookDispatcher:
         self._due: list[tuple[int, int, int, str]] = []  # (due_ns, attempt, rule_id, incident_id)
         self._wake = threading.Condition()
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="sed-webhooks", daemon=True)
+        self._thread: threading.Thread | None = None
+        #: For ``/healthz``: the last turn and the deliveries scheduled. One POST may take
+        #: ``webhook_timeout_s``; only a turn longer than that and the usual bound is a stall.
+        self.liveness = Liveness(
+            "webhooks", stall_after_s=api.webhook_timeout_s + DEFAULT_STALL_AFTER_S, backlog=self._n_due
+        )
 
     def start(self) -> None:
         """Resume deliveries left pending by a previous run, then serve."""
         for delivery in self.store.webhooks.deliveries(status=DeliveryStatus.PENDING):
             self._schedule(time.time_ns(), delivery.attempts + 1, delivery.rule_id, delivery.incident_id)
-        self._thread.start()
+        self._thread = self.liveness.start(self._run, thread_name="sed-webhooks")
 
     def stop(self) -> None:
+        self.liveness.stopping()
         with self._wake:
             self._stop = True
             self._wake.notify()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout=self.api.webhook_timeout_s + 5.0)
 
     def on_incident(self, incident: wire.Incident, _out: IncidentOut) -> None:
@@ -95,14 +102,21 @@ class WebhookDispatcher:
             heapq.heappush(self._due, (due_ns, attempt, rule_id, incident_id))
             self._wake.notify()
 
+    def _n_due(self) -> int:
+        with self._wake:
+            return len(self._due)
+
     def _run(self) -> None:
         while True:
+            self.liveness.beat()
             with self._wake:
-                while not self._stop and (not self._due or self._due[0][0] > time.time_ns()):
-                    timeout_s = None if not self._due else max(0.0, (self._due[0][0] - time.time_ns()) / 1e9)
-                    self._wake.wait(timeout_s)
                 if self._stop:
                     return
+                if not self._due or self._due[0][0] > time.time_ns():
+                    # Turn (and beat) at least every TURN_S, even with nothing due.
+                    until_due_s = TURN_S if not self._due else (self._due[0][0] - time.time_ns()) / 1e9
+                    self._wake.wait(min(TURN_S, max(0.0, until_due_s)))
+                    continue
                 _, attempt, rule_id, incident_id = heapq.heappop(self._due)
             try:
                 self._attempt(attempt, rule_id, incident_id)

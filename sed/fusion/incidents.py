@@ -8,17 +8,25 @@ and the shot is solved again. Detections that no shot explains become an inciden
 without a position (the sensors that heard it are the region) once they are too old to
 still be joined: the operator hears about a scream one pole caught, but no point is
 invented.
+
+How long a lone detection waits for its peers is bounded by the sound's transit across
+the sensors *heard recently* (a detection or a heartbeat within ``position_max_age_s``),
+capped at twice the site radius: one detection from a pole whose position was typed
+wrong, or a pole taken down, cannot make every later single-pole alert wait for hours.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 import uuid
 
 import numpy as np
 
 from sed import wire
 from sed.config import FusionSection
+from sed.errors import WireError
 from sed.fusion.associate import Group, associate
 from sed.fusion.locate import NS_PER_S, Arrival, Solution, SolveStatus, locate, speed_of_sound_m_per_s
 
@@ -61,33 +69,98 @@ class IncidentBuilder:
     ----------
     config : FusionSection
     temperature_c : float
+    site_radius_m : float > 0, optional
+        Sensors stand within this distance of the site origin: caps the wait for peers at
+        the sound's transit across the site's diameter. ``None``: no cap but the age-out.
     """
 
-    def __init__(self, config: FusionSection, *, temperature_c: float) -> None:
+    def __init__(self, config: FusionSection, *, temperature_c: float, site_radius_m: float | None = None) -> None:
         self.config = config
         self.temperature_c = temperature_c
         self._wait_ns = int(config.association_wait_s * NS_PER_S)
-        # Longest time a sound takes across the sensors heard so far: bounds how long to wait for peers.
+        c = speed_of_sound_m_per_s(temperature_c)
+        self._transit_cap_ns = None if site_radius_m is None else int(2 * site_radius_m / c * NS_PER_S)
+        # Longest time a sound takes across the sensors heard recently: bounds how long to wait for peers.
         self._transit_ns = 0
-        self._sensor_positions: dict[str, tuple[float, float, float]] = {}
+        self._baseline_m = 0.0
+        self._max_age_ns = int(config.position_max_age_s * NS_PER_S)
+        self._heard: dict[str, tuple[tuple[float, float, float], int]] = {}  # sensor -> (position, heard at)
         self._tolerance_s = config.max_timing_error_ms / 1000
         self._pending: list[_Pending] = []
         self._last_associated: frozenset[str] = frozenset()
         self._open: list[_Open] = []
 
+    @property
+    def n_pending(self) -> int:
+        """Detections waiting for their peers (the fusion node's backlog)."""
+        return len(self._pending)
+
+    @property
+    def transit_ns(self) -> int:
+        """The current bound on a sound's transit across the sensors heard recently, ns."""
+        return self._transit_ns
+
+    def admit(self, detection: wire.Detection) -> Arrival:
+        """The detection's arrival if the builder can take it, without taking it.
+
+        The fusion node asks before it stores a detection, so that a detection is never
+        stored (and acknowledged) and then lost to an error here.
+
+        Raises
+        ------
+        WireError
+            Naming the detection, the sensor, the field and the value, when a value is
+            not finite or outside what the arithmetic of association can hold.
+        """
+        where = f"detection {detection.detection_id!r} from sensor {detection.sensor_id!r}"
+        p = detection.position
+        for field, value, bound in (
+            ("position.x_m", p.x_m, wire.MAX_HORIZONTAL_M),
+            ("position.y_m", p.y_m, wire.MAX_HORIZONTAL_M),
+            ("position.z_m", p.z_m, wire.MAX_VERTICAL_M),
+            ("score", detection.score, 1.0),
+        ):
+            if not (isinstance(value, int | float) and math.isfinite(value) and abs(value) <= bound):
+                raise WireError(f"{where}: {field} = {value!r}; expected a finite number within ±{bound:g}")
+        for field, value in (
+            ("arrival_time_ns", detection.arrival_time_ns),
+            ("arrival_uncertainty_ns", detection.arrival_uncertainty_ns),
+        ):
+            if not (isinstance(value, int) and 0 <= value <= wire.INT64_MAX):
+                raise WireError(f"{where}: {field} = {value!r}; expected an integer in [0, 2**63)")
+        if detection.label not in set(wire.Label):
+            raise WireError(f"{where}: label = {detection.label!r}; expected one of {sorted(wire.Label)}")
+        return arrival_of(detection)
+
     def add(self, detection: wire.Detection, *, received_at_ns: int) -> None:
-        """Queue a new (already de-duplicated) detection."""
-        arrival = arrival_of(detection)
-        if self._sensor_positions.get(arrival.sensor_id) != arrival.position_m:
-            self._sensor_positions[arrival.sensor_id] = arrival.position_m
-            positions = np.array(list(self._sensor_positions.values()))
-            baseline_m = float(np.max(np.linalg.norm(positions[:, None] - positions[None, :], axis=-1)))
-            self._transit_ns = int(baseline_m / speed_of_sound_m_per_s(self.temperature_c) * NS_PER_S)
+        """Queue a new detection; one the builder already holds (same id) is ignored.
+
+        Raises
+        ------
+        WireError
+            As :meth:`admit`, with nothing changed.
+        """
+        arrival = self.admit(detection)
+        if self._holds(detection.detection_id):
+            return
+        self.note_position(arrival.sensor_id, arrival.position_m, heard_at_ns=received_at_ns)
         self._pending.append(_Pending(arrival, detection, received_at_ns))
+
+    def note_position(self, sensor_id: str, position_m: tuple[float, float, float], *, heard_at_ns: int) -> None:
+        """A sensor spoke (a detection, or a heartbeat with its position) from ``position_m``."""
+        if not all(math.isfinite(v) for v in position_m):
+            return  # no position to count: the detection itself was refused by admit
+        previous = self._heard.get(sensor_id)
+        self._heard[sensor_id] = (position_m, heard_at_ns)
+        if previous is None:
+            self._update_transit(added=position_m)
+        elif previous[0] != position_m:
+            self._update_transit()
 
     def poll(self, now_ns: int) -> list[wire.Incident]:
         """Associate what has waited long enough; return every incident created or changed."""
         changed: dict[str, _Open] = {}
+        self._age_out(now_ns)
         self._join_late_detections(changed, now_ns)
         waited = bool(self._pending) and now_ns - min(p.received_at_ns for p in self._pending) >= self._wait_ns
         pending_ids = frozenset(p.detection.detection_id for p in self._pending)
@@ -100,7 +173,74 @@ class IncidentBuilder:
         self._open = [o for o in self._open if now_ns - o.last_activity_ns <= horizon]
         return [self._to_wire(o) for o in changed.values()]
 
+    def evict_failing(self, now_ns: int) -> list[tuple[wire.Detection, int]]:
+        """After :meth:`poll` raised: remove the pending detections that make it fail.
+
+        Each pending detection is tried alone on a copy of the builder, polled until it
+        has expired, so every step it can reach runs. Those that fail alone are removed;
+        if none does (only together, or an open incident fails), every pending detection
+        is removed and the open incidents are forgotten (they are stored already), so the
+        next poll starts afresh. The rest of the state is kept.
+
+        Returns
+        -------
+        list of (detection, received_at_ns)
+            What was removed, for the fusion node to quarantine.
+        """
+        suspects = []
+        for pending in self._pending:
+            trial = copy.deepcopy(self)
+            trial._pending = [p for p in trial._pending if p.detection.detection_id == pending.detection.detection_id]
+            trial._last_associated = frozenset()
+            try:
+                trial.poll(now_ns)
+                trial.poll(max(now_ns, pending.received_at_ns + self._wait_ns + self._transit_ns))
+            except Exception:
+                suspects.append(pending)
+        if not suspects:
+            return self.clear()
+        evicted = {id(p) for p in suspects}
+        self._pending = [p for p in self._pending if id(p) not in evicted]
+        self._last_associated = frozenset()
+        return [(p.detection, p.received_at_ns) for p in suspects]
+
+    def clear(self) -> list[tuple[wire.Detection, int]]:
+        """Forget every pending detection and open incident (stored already); returns what was pending."""
+        pending = [(p.detection, p.received_at_ns) for p in self._pending]
+        self._pending, self._open, self._last_associated = [], [], frozenset()
+        return pending
+
     # ----------------------------------------------------------------- steps
+
+    def _holds(self, detection_id: str) -> bool:
+        return any(p.detection.detection_id == detection_id for p in self._pending) or any(
+            detection_id in o.detections for o in self._open
+        )
+
+    def _age_out(self, now_ns: int) -> None:
+        """Forget the positions of sensors not heard for ``position_max_age_s``."""
+        stale = [s for s, (_, heard_ns) in self._heard.items() if now_ns - heard_ns > self._max_age_ns]
+        if stale:
+            for sensor_id in stale:
+                del self._heard[sensor_id]
+            self._update_transit()
+
+    def _update_transit(self, *, added: tuple[float, float, float] | None = None) -> None:
+        """The widest pair of recently heard sensors, as a sound's travel time, capped.
+
+        A sensor heard for the first time can only widen the widest pair: then only its
+        distances to the others are computed (the full pairwise maximum is quadratic).
+        """
+        positions = np.array([position for position, _ in self._heard.values()], dtype=np.float64).reshape(-1, 3)
+        if added is not None:
+            widest_m = float(np.max(np.linalg.norm(positions - np.asarray(added), axis=-1), initial=0.0))
+            self._baseline_m = max(self._baseline_m, widest_m)
+        else:
+            pairwise = np.linalg.norm(positions[:, None] - positions[None, :], axis=-1)
+            self._baseline_m = float(np.max(pairwise, initial=0.0))
+        transit_s = self._baseline_m / speed_of_sound_m_per_s(self.temperature_c)
+        transit_ns = int(transit_s * NS_PER_S) if math.isfinite(transit_s) and transit_s < 2**62 / NS_PER_S else 2**62
+        self._transit_ns = transit_ns if self._transit_cap_ns is None else min(transit_ns, self._transit_cap_ns)
 
     def _overdetermined(self) -> bool:
         """One class already has more sensors than a fix needs: associate now, not after the wait.

@@ -20,6 +20,7 @@ from sed.store import tables as t
 from sed.store.accounts import Accounts
 from sed.store.area import Area
 from sed.store.evidence import Evidence
+from sed.store.quarantine import Quarantine
 from sed.store.webhooks import Webhooks
 
 
@@ -47,6 +48,12 @@ class ReviewAction(enum.StrEnum):
     FALSE_ALARM = "false_alarm"
     NOTE = "note"
 
+
+#: Detections an incident links per statement (:meth:`Store.save_incident`).
+LINK_BATCH = 64
+_LINK_DETECTIONS = t.detections.update().where(
+    t.detections.c.detection_id.in_([sa.bindparam(f"d{k}") for k in range(LINK_BATCH)])
+)
 
 #: The status each review action leaves an incident in.
 STATUS_AFTER: dict[ReviewAction, wire.IncidentStatus] = {
@@ -90,6 +97,7 @@ class Store:
         self.accounts = Accounts(self.engine)
         self.evidence = Evidence(self.engine)
         self.webhooks = Webhooks(self.engine)
+        self.quarantine = Quarantine(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -116,6 +124,15 @@ class Store:
             "incident_id": None,
         }
         return self._insert_once(t.detections, row)
+
+    def discard_detection(self, detection_id: str) -> bool:
+        """Undo :meth:`add_detection` of a detection no incident holds (the fusion node could not
+        associate it); ``False`` if there is no such unassigned detection."""
+        statement = t.detections.delete().where(
+            t.detections.c.detection_id == detection_id, t.detections.c.incident_id.is_(None)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(statement).rowcount == 1
 
     def add_clip(self, clip: wire.EvidenceClip, *, received_at_ns: int) -> bool:
         """Store an evidence clip; ``False`` if one is already stored for the detection."""
@@ -191,11 +208,17 @@ class Store:
                         **values,
                     )
                 )
-            conn.execute(
-                t.detections.update()
-                .where(t.detections.c.detection_id.in_(list(incident.detection_ids)))
-                .values(incident_id=incident.incident_id)
-            )
+            ids = list(incident.detection_ids)
+            if ids:
+                # A fixed number of placeholders, padded by repeating ids: an `IN` list as long
+                # as the incident would give each incident size its own statement text, and the
+                # driver keeps the last 128 prepared per connection, each as large as its list
+                # (a storm that kept one incident growing grew that memory without bound).
+                batches = [ids[i : i + LINK_BATCH] for i in range(0, len(ids), LINK_BATCH)]
+                conn.execute(
+                    _LINK_DETECTIONS.values(incident_id=incident.incident_id),
+                    [{f"d{k}": batch[k % len(batch)] for k in range(LINK_BATCH)} for batch in batches],
+                )
 
     # ------------------------------------------------------------------ reads (API)
 
@@ -310,6 +333,17 @@ class Store:
         with self.engine.connect() as conn:
             return [_stored_detection(row) for row in conn.execute(query).mappings()]
 
+    def unassigned_detections(self, *, received_since_ns: int) -> list[StoredDetection]:
+        """Detections received since ``received_since_ns`` that no incident holds, earliest received first
+        (what a restarted fusion node resumes associating)."""
+        query = (
+            sa.select(t.detections)
+            .where(t.detections.c.incident_id.is_(None), t.detections.c.received_at_ns >= received_since_ns)
+            .order_by(t.detections.c.received_at_ns)
+        )
+        with self.engine.connect() as conn:
+            return [_stored_detection(row) for row in conn.execute(query).mappings()]
+
     def ping(self) -> None:
         """Raise if the database does not answer."""
         with self.engine.connect() as conn:
@@ -346,6 +380,16 @@ class Store:
         for incident_id, detection_id, sensor_id in conn.execute(query):
             members.setdefault(incident_id, []).append((detection_id, sensor_id))
         return members
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The database could not be reached or was busy (a retry may succeed), as opposed to a
+    value it refused (a retry of the same message fails the same way)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.DisconnectionError | sa.exc.TimeoutError
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -401,4 +445,13 @@ def _heartbeat(data: bytes | None) -> wire.Heartbeat | None:
     return message if isinstance(message, wire.Heartbeat) else None
 
 
-__all__ = ["STATUS_AFTER", "Area", "Review", "ReviewAction", "SensorRecord", "Store", "StoredDetection"]
+__all__ = [
+    "STATUS_AFTER",
+    "Area",
+    "Review",
+    "ReviewAction",
+    "SensorRecord",
+    "Store",
+    "StoredDetection",
+    "is_transient",
+]

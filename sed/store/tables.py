@@ -156,12 +156,26 @@ webhook_deliveries = sa.Table(
     sa.UniqueConstraint("rule_id", "incident_id", name="uq_delivery_rule_incident"),
 )
 
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received_at_ns", sa.BigInteger, nullable=False, index=True),
+    sa.Column("sensor_id", sa.String(64), nullable=False, index=True),  # the authenticated sender
+    sa.Column("message_type", sa.String(32), nullable=True),  # detection, evidence_clip … when decoded
+    sa.Column("message_id", sa.String(96), nullable=True),  # the id it would have been acked under
+    sa.Column("reason", sa.String(32), nullable=False),  # what failed: store, admission, association …
+    sa.Column("detail", sa.String(500), nullable=False),  # the error, escaped to printable text
+    sa.Column("payload", sa.LargeBinary, nullable=False),  # the message as msgpack, at most the wire limit
+)
+
 __all__ = [
     "audit_log",
     "clips",
     "detections",
     "incidents",
     "metadata",
+    "quarantine",
     "reviews",
     "sensors",
     "tokens",

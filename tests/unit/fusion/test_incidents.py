@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 
 from sed import wire
 from sed.config import FusionSection
+from sed.errors import WireError
+from sed.fusion import incidents as incidents_module
 from sed.fusion.incidents import IncidentBuilder
 from sed.fusion.locate import speed_of_sound_m_per_s
 from tests.conftest import scene_arrivals_ns
@@ -163,3 +166,112 @@ def test_timing_noise_stays_within_the_reported_uncertainty(timing_noise_s: floa
         error = np.hypot(incident.position.x_m - 90.0, incident.position.y_m - 70.0)
         inside += error <= incident.uncertainty_m
     assert inside >= 34  # ~95 % circle; 34/40 leaves room for sampling noise
+
+
+def _lone(sensor_id: str, x_m: float, *, arrival_ns: int, n: int = 0) -> wire.Detection:
+    return wire.Detection(
+        detection_id=f"{sensor_id}:{n}",
+        sensor_id=sensor_id,
+        label=wire.Label.SCREAM,
+        score=0.8,
+        arrival_time_ns=arrival_ns,
+        arrival_uncertainty_ns=200_000,
+        duration_ms=50,
+        peak_dbfs=-20,
+        position=wire.Position(x_m=x_m, y_m=0.0),
+        clock_status=wire.ClockStatus.SYNCED,
+    )
+
+
+def _hear_every_sensor(builder: IncidentBuilder, at_ns: int) -> None:
+    """Heartbeats from the five poles of SENSORS (widest pair 250 m)."""
+    for i, (x_m, y_m) in enumerate(SENSORS):
+        builder.note_position(f"s{i}", (x_m, y_m, 0.0), heard_at_ns=at_ns)
+
+
+def test_a_far_pole_heard_once_stops_delaying_lone_detections_when_its_position_ages_out() -> None:
+    wait_ns = S
+    normal_transit_ns = round(250.0 / speed_of_sound_m_per_s(15.0) * S)
+    builder = IncidentBuilder(_config(position_max_age_s=600.0), temperature_c=15.0)  # no site cap: age-out alone
+    _hear_every_sensor(builder, T0)
+    _feed(builder, [_lone("far", 50_000.0, arrival_ns=T0)], T0)  # a map northing typed as metres
+    builder.poll(T0 + 200 * S)  # it expires on its own (50 km of transit later)
+    assert builder.transit_ns > 140 * S
+
+    later_ns = T0 + 601 * S  # the far pole has not been heard for longer than position_max_age_s
+    _hear_every_sensor(builder, later_ns)
+    _feed(builder, [_lone("s0", 0.0, arrival_ns=later_ns)], later_ns)
+    assert builder.poll(later_ns + wait_ns + normal_transit_ns - S // 20) == []
+    (incident,) = builder.poll(later_ns + wait_ns + normal_transit_ns)
+    assert incident.sensor_ids == ["s0"] and incident.position is None
+    assert builder.transit_ns == normal_transit_ns
+
+
+def test_the_wait_for_peers_never_exceeds_the_sounds_transit_across_the_site() -> None:
+    cap_ns = round(2 * 1000.0 / speed_of_sound_m_per_s(15.0) * S)
+    builder = IncidentBuilder(_config(), temperature_c=15.0, site_radius_m=1000.0)
+    _feed(builder, [_lone("far", 50_000.0, arrival_ns=T0)], T0)
+    _feed(builder, [_lone("s0", 0.0, arrival_ns=T0 + 2 * S)], T0 + 2 * S)  # right after: the far pole still counts
+    assert builder.transit_ns == pytest.approx(cap_ns, abs=1)
+    incidents = builder.poll(T0 + 2 * S + S + cap_ns)  # wait + capped transit, not 147 s
+    assert sorted(sid for i in incidents for sid in i.sensor_ids) == ["far", "s0"]
+
+
+def test_a_heartbeat_keeps_a_quiet_pole_counting_for_the_wait() -> None:
+    builder = IncidentBuilder(_config(position_max_age_s=60.0), temperature_c=15.0)
+    _hear_every_sensor(builder, T0)
+    _hear_every_sensor(builder, T0 + 50 * S)
+    builder.poll(T0 + 100 * S)  # 50 s after the last heartbeat: still recent
+    assert builder.transit_ns == round(250.0 / speed_of_sound_m_per_s(15.0) * S)
+    builder.poll(T0 + 111 * S)
+    assert builder.transit_ns == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "changes"),
+    [
+        ("position.x_m", {"position": wire.Position(x_m=float("nan"), y_m=0.0)}),
+        ("position.y_m", {"position": wire.Position(x_m=0.0, y_m=float("inf"))}),
+        ("position.x_m", {"position": wire.Position(x_m=1e300, y_m=0.0)}),
+        ("arrival_time_ns", {"arrival_time_ns": 2**63}),
+        ("arrival_uncertainty_ns", {"arrival_uncertainty_ns": -1}),
+    ],
+)
+def test_a_detection_association_cannot_hold_is_refused_naming_the_field_and_nothing_changes(
+    field: str, changes: dict[str, object]
+) -> None:
+    builder = IncidentBuilder(_config(), temperature_c=15.0)
+    bad = msgspec.structs.replace(_lone("s0", 0.0, arrival_ns=T0), **changes)
+    with pytest.raises(WireError, match=rf"detection 's0:0' from sensor 's0': {field} = "):
+        builder.add(bad, received_at_ns=T0)
+    assert builder.n_pending == 0 and builder.transit_ns == 0
+    assert builder.poll(T0 + 3600 * S) == []
+
+
+def test_a_detection_added_twice_is_queued_once() -> None:
+    builder = IncidentBuilder(_config(), temperature_c=15.0)
+    lone = _lone("s0", 0.0, arrival_ns=T0)
+    _feed(builder, [lone, lone], T0)
+    assert builder.n_pending == 1
+    (incident,) = builder.poll(T0 + 2 * S)
+    _feed(builder, [lone], T0 + 3 * S)  # already in an open incident
+    assert builder.n_pending == 0 and incident.detection_ids == ["s0:0"]
+
+
+def test_when_no_single_detection_explains_a_failing_poll_everything_pending_is_evicted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    builder = IncidentBuilder(_config(), temperature_c=15.0)
+    _feed(builder, [_lone("s0", 0.0, arrival_ns=T0), _lone("s1", 200.0, arrival_ns=T0)], T0)
+
+    def fails_on_pairs(arrivals, **kwargs):
+        if len(arrivals) > 1:
+            raise FloatingPointError("only the pair fails")
+        return [], list(arrivals)
+
+    monkeypatch.setattr(incidents_module, "associate", fails_on_pairs)
+    with pytest.raises(FloatingPointError):
+        builder.poll(T0 + 2 * S)
+    evicted = builder.evict_failing(T0 + 2 * S)
+    assert sorted(d.detection_id for d, _ in evicted) == ["s0:0", "s1:0"]
+    assert builder.n_pending == 0 and builder.poll(T0 + 3 * S) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from sed import wire
 from sed.store import Area, ReviewAction, Store
 
@@ -60,6 +62,29 @@ def test_incident_round_trips_with_its_detections_and_updates_in_place(store: St
     store.save_incident(grown, updated_at_ns=300)
     assert [d.detection.sensor_id for d in store.detections_of("i1")] == ["pole-1", "pole-2", "pole-3"]
     assert len(store.list_incidents()) == 1
+
+
+def test_saving_a_growing_incident_reuses_the_same_statements(store: Store) -> None:
+    # The driver keeps each distinct statement text prepared (SQLite: the last 128 per connection),
+    # each as large as its text: statements whose text grew with the incident held memory that
+    # grew with it, without bound while a detection storm kept one incident open.
+    statements: set[str] = set()
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.add(statement)
+
+    ids: list[str] = []
+    per_size: list[frozenset[str]] = []
+    for n in range(40):
+        store.add_detection(detection(n), received_at_ns=10)
+        ids.append(f"pole-1:{n}")
+        statements.clear()
+        sa.event.listen(store.engine, "before_cursor_execute", record)
+        store.save_incident(incident("i1", ids, origin_ns=100), updated_at_ns=200 + n)
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+        per_size.append(frozenset(statements))
+    assert set(per_size[1:]) == {per_size[1]}  # every update of it, from 2 to 40 detections
+    assert [d.detection.detection_id for d in store.detections_of("i1")] == ids
 
 
 def test_unlocated_incident_keeps_no_position(store: Store) -> None:
@@ -151,3 +176,12 @@ def test_admin_describes_and_forgets_sensors(store: Store) -> None:
     assert store.list_sensors()[0].description == "corner of Main St and 5th"
     assert store.forget_sensor("pole-1") is True
     assert store.list_sensors() == []
+
+
+def test_recent_detections_no_incident_holds_are_listed_for_a_restarted_node(store: Store) -> None:
+    for n, received_ns in ((1, 100), (2, 300), (3, 200), (4, 400)):
+        store.add_detection(detection(n), received_at_ns=received_ns)
+    store.save_incident(incident("inc-1", ["pole-1:4"], origin_ns=1), updated_at_ns=5)
+    unassigned = store.unassigned_detections(received_since_ns=150)
+    assert [(s.detection.detection_id, s.received_at_ns) for s in unassigned] == [("pole-1:3", 200), ("pole-1:2", 300)]
+    assert unassigned[0].detection == detection(3) and unassigned[0].incident_id is None
