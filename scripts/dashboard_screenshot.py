@@ -1,6 +1,6 @@
-"""Render docs/dashboard.png: the dashboard at 1920x1080 with a few live incidents.
+"""Render docs/dashboard.png: the dashboard (1920x1080 by default) with a few live incidents.
 
-    .venv/bin/python scripts/dashboard_screenshot.py [--out docs/dashboard.png]
+    .venv/bin/python scripts/dashboard_screenshot.py [--out docs/dashboard.png] [--size 1600x1000]
 
 Starts a real server (fusion + API, temporary SQLite), six simulated poles over CURVE,
 sends a handful of sounds, reviews two of them, opens one with its clip, and screenshots
@@ -51,7 +51,11 @@ FLAGS = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("docs/dashboard.png"))
+    parser.add_argument("--size", default="1920x1080", help="viewport WIDTHxHEIGHT in CSS pixels")
     args = parser.parse_args()
+    width, _, height = args.size.partition("x")
+    if not (width.isdigit() and height.isdigit()):
+        parser.error(f"--size {args.size!r}; expected WIDTHxHEIGHT, e.g. 1600x1000")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         keys = NetworkKeys.create(workdir, list(POLES))
@@ -88,7 +92,7 @@ def main() -> None:
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
-                page = browser.new_page(viewport={"width": 1920, "height": 1080})
+                page = browser.new_page(viewport={"width": int(width), "height": int(height)})
                 page.goto(server.api_url)
                 page.fill("#login-user", "dispatcher")
                 page.fill("#login-password", "screenshot only")

@@ -14,21 +14,38 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from sed import __version__
+from sed.api.limits import BodyLimitMiddleware, LoginThrottle
 from sed.api.live import FeedSubscriber, IncidentFeed
 from sed.api.metrics import ApiMetrics, MetricsMiddleware
+from sed.api.params import public_validation_errors
 from sed.api.retention import RetentionJob
-from sed.api.routes import audit, auth, clips, export, health, incidents, live, meta, rules, sensors, users
+from sed.api.routes import (
+    audit,
+    auth,
+    clips,
+    export,
+    health,
+    incidents,
+    live,
+    meta,
+    quarantine,
+    rules,
+    sensors,
+    users,
+)
 from sed.api.webhooks import WebhookDispatcher
 from sed.config import ServerConfig
 from sed.store import Store
+from sed.supervise import Supervisor
 
 STATIC_DIR = Path(str(resources.files("sed.api") / "static"))
-ROUTERS = (health, auth, users, incidents, sensors, clips, live, rules, export, audit, meta)
+ROUTERS = (health, auth, users, incidents, sensors, clips, live, rules, export, audit, meta, quarantine)
 
 
 def create_app(config: ServerConfig, store: Store, *, follow_fusion: bool = False) -> FastAPI:
@@ -86,11 +103,26 @@ def create_app(config: ServerConfig, store: Store, *, follow_fusion: bool = Fals
     app.state.metrics = metrics
     app.state.webhooks = webhooks
     app.state.retention = retention
+    # /healthz reports these; a process that serves the app exits when one dies (sed.supervise).
+    app.state.supervisor = Supervisor(
+        feed.liveness, webhooks.liveness, retention.liveness, subscriber.liveness if subscriber else None
+    )
+    app.state.login_throttle = LoginThrottle(
+        max_failures=config.api.login_max_failures, window_s=config.api.login_window_s
+    )
     for module in ROUTERS:
         app.include_router(module.router)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, api=config.api)  # outermost: before anything reads the body
     _mount_dashboard(app, config)
     return app
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each bad field, without repeating secrets or large values back."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": public_validation_errors(exc.errors())}, status_code=422)
 
 
 def _mount_dashboard(app: FastAPI, config: ServerConfig) -> None:
@@ -111,6 +143,11 @@ def _mount_dashboard(app: FastAPI, config: ServerConfig) -> None:
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=headers)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        # index.html links the SVG; this answers tools and old browsers that ask the root anyway
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from sed.api.auth import may, token_digest
+from sed.api.limits import LoginThrottle
 from sed.api.live import IncidentFeed
 from sed.api.metrics import ApiMetrics
 from sed.config import ServerConfig
@@ -33,10 +34,15 @@ def get_metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics
 
 
+def get_login_throttle(request: Request) -> LoginThrottle:
+    return request.app.state.login_throttle
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 ConfigDep = Annotated[ServerConfig, Depends(get_config)]
 FeedDep = Annotated[IncidentFeed, Depends(get_feed)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 
 
 def current_user(
@@ -77,6 +83,7 @@ __all__ = [
     "ConfigDep",
     "CurrentUser",
     "FeedDep",
+    "LoginThrottleDep",
     "MetricsDep",
     "StoreDep",
     "remote_addr",

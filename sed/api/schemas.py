@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from sed import wire
+from sed.api.params import Text
 from sed.config import ApiSection, ServerConfig, SiteSection
 from sed.store import Review, ReviewAction, SensorRecord, StoredDetection
 
@@ -54,7 +56,7 @@ class DetectionOut(BaseModel):
 
 class ReviewIn(BaseModel):
     action: ReviewAction = Field(description="acknowledge, confirm, false_alarm (needs a reason) or note.")
-    text: str | None = Field(None, max_length=2000, description="Reason of a false alarm, or the note.")
+    text: Text | None = Field(None, description="Reason of a false alarm, or the note.")
 
 
 class ReviewOut(BaseModel):
@@ -104,9 +106,27 @@ class SiteOut(BaseModel):
     sensor_stale_s: float
 
 
+class WorkerHealth(BaseModel):
+    """One worker thread of the process (no error text: ``/healthz`` is anonymous; the log says why)."""
+
+    name: str = Field(description="fusion, live-feed, webhooks, retention, feed-subscriber or http.")
+    alive: bool
+    stalled: bool = Field(description="Alive, but its loop has not turned for longer than its bound.")
+    behind_s: float = Field(ge=0, description="Since its loop last turned, s.")
+    backlog: int | None = Field(None, ge=0, description="Work waiting (detections, announcements, deliveries).")
+    problems: int = Field(0, ge=0, description="Conditions it works around, e.g. unreadable key files (see the log).")
+
+
 class Health(BaseModel):
-    status: str = "ok"
+    status: Literal["ok", "degraded", "down"] = Field(
+        "ok",
+        description="down (HTTP 503): the database does not answer or a worker is dead or stalled; degraded "
+        "(200): something an operator should fix, such as unreadable sensor key files.",
+    )
     version: str
+    database: bool = True
+    key_files_ok: bool | None = Field(None, description="Every authorised key file loaded (None: no fusion node here).")
+    workers: list[WorkerHealth] = Field(default_factory=list)
 
 
 def position_out(position: wire.Position, site: SiteSection) -> PositionOut:

@@ -45,6 +45,13 @@ class SimulatedSensors:
         Where the poles' outboxes live.
     temperature_c : float
         For the speed of sound (use the server's ``site.temperature_c``).
+    heartbeat_interval_s : float > 0
+        Between a pole's heartbeats (a real sensor's default is 5 s).
+    clip_pre_s, clip_post_s : float >= 0
+        Evidence clip length before and after the onset, s (a real sensor's default: 1 s and 2 s).
+    make_outbox : callable, optional
+        Path -> :class:`Outbox` of one pole (the soak benchmark times acks with a subclass);
+        default: an outbox that resends after 0.2 s.
     """
 
     def __init__(
@@ -55,9 +62,15 @@ class SimulatedSensors:
         workdir: Path,
         *,
         temperature_c: float = 15.0,
+        heartbeat_interval_s: float = 1.0,
+        clip_pre_s: float = CLIP_PRE_S,
+        clip_post_s: float = CLIP_POST_S,
+        make_outbox: Callable[[Path], Outbox] | None = None,
     ) -> None:
         self.positions_m = positions_m
         self.speed_m_per_s = speed_of_sound_m_per_s(temperature_c)
+        self._clip_pre_s, self._clip_post_s = clip_pre_s, clip_post_s
+        make_outbox = make_outbox or (lambda path: Outbox(path, resend_initial_s=0.2))
         self._rng = np.random.default_rng(0)
         self._senders: dict[str, Sender] = {}
         for sensor_id in positions_m:
@@ -65,9 +78,9 @@ class SimulatedSensors:
                 endpoint=endpoint,
                 secret_key_file=keys.sensor_secret_key_files[sensor_id],
                 server_public_key_file=keys.fusion_public_key_file,
-                outbox=Outbox(workdir / f"outbox-{sensor_id}.sqlite", resend_initial_s=0.2),
+                outbox=make_outbox(workdir / f"outbox-{sensor_id}.sqlite"),
                 heartbeat=self._heartbeat(sensor_id),
-                heartbeat_interval_s=1.0,
+                heartbeat_interval_s=heartbeat_interval_s,
             )
             sender.start()
             self._senders[sensor_id] = sender
@@ -139,14 +152,14 @@ class SimulatedSensors:
         return detections
 
     def _clip(self, detection: wire.Detection) -> wire.EvidenceClip:
-        n_pre, n_post = int(CLIP_PRE_S * CLIP_RATE_HZ), int(CLIP_POST_S * CLIP_RATE_HZ)
+        n_pre, n_post = int(self._clip_pre_s * CLIP_RATE_HZ), int(self._clip_post_s * CLIP_RATE_HZ)
         t_s = np.arange(n_post) / CLIP_RATE_HZ
         audio = 0.003 * self._rng.standard_normal(n_pre + n_post)
         audio[n_pre:] += 0.8 * self._rng.standard_normal(n_post) * np.exp(-t_s / CLIP_DECAY_S)
         return wire.EvidenceClip(
             detection_id=detection.detection_id,
             sensor_id=detection.sensor_id,
-            start_time_ns=detection.arrival_time_ns - int(CLIP_PRE_S * 1e9),
+            start_time_ns=detection.arrival_time_ns - int(self._clip_pre_s * 1e9),
             sample_rate_hz=CLIP_RATE_HZ,
             data=encode_flac(audio.astype(np.float32), sample_rate_hz=CLIP_RATE_HZ),
         )

@@ -1,9 +1,13 @@
 """``sed users``: manage operations-centre accounts from the server's shell.
 
-    sed users add NAME [--role operator|admin] --config server.toml   (asks for the password twice)
-    sed users list --config server.toml
-    sed users remove NAME --config server.toml
-    sed users token NAME [--label prometheus] [--ttl-days N] --config server.toml
+    sedcity users add NAME [--role operator|admin] --config server.toml   (asks for the password twice)
+    sedcity users list --config server.toml
+    sedcity users remove NAME --config server.toml
+    sedcity users token NAME [--label prometheus] [--ttl-days N] --config server.toml
+
+Only the file's ``[store]`` section is read (other sections may be incomplete, their key
+files absent), or give the database directly with ``--store-url`` (e.g.
+``--store-url sqlite:///sed.sqlite``; ``SED__STORE__URL`` overrides the file's as for the server).
 
 ``add`` reads the password from the terminal, or from standard input with
 ``--password-stdin`` (for provisioning scripts); it is never a command-line argument, so it
@@ -15,17 +19,44 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import math
 import re
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ConfigDict
+
 from sed.api.auth import check_password_strength, hash_password, issue_token
 from sed.api.routes.users import USERNAME_PATTERN
-from sed.config import ServerConfig, load_config
+from sed.config import Section, StoreSection, load_config, parse_config
 from sed.errors import ConfigError
+from sed.runtime import CommandParser
 from sed.store import ConflictError, Role, Store
+from sed.validate import store_problem
+
+
+class _StoreOnly(Section):
+    """The ``[store]`` section of a server file; the other sections are not this command's."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    store: StoreSection = StoreSection()
+
+
+def _store_url(args: argparse.Namespace) -> str:
+    """The database URL, checked reachable (one clear line rather than a driver's traceback)."""
+    if args.store_url is not None:
+        source = "--store-url"
+        url = parse_config({"store": {"url": args.store_url}}, _StoreOnly, source=source).store.url
+    else:
+        source = str(args.config)
+        url = load_config(args.config, _StoreOnly).store.url
+    problem = store_problem(source, url)
+    if problem is not None:
+        raise ConfigError(problem)
+    return url
 
 
 def _read_password(from_stdin: bool, username: str) -> str:
@@ -42,9 +73,11 @@ def _read_password(from_stdin: bool, username: str) -> str:
 
 
 def main(argv: list[str], *, prog: str) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = CommandParser(prog=prog, description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, required=True, help="server TOML (its [store] url is used)")
+    where = common.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", type=Path, help="server TOML (only its [store] section is read)")
+    where.add_argument("--store-url", help="database URL instead of a config file, e.g. sqlite:///sed.sqlite")
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", parents=[common], help="create a user")
     add.add_argument("username")
@@ -55,18 +88,37 @@ def main(argv: list[str], *, prog: str) -> int:
     remove.add_argument("username")
     token = commands.add_parser("token", parents=[common], help="print a new API token for a user")
     token.add_argument("username")
-    token.add_argument("--label", default="cli", help="what the token is for (default 'cli')")
-    token.add_argument("--ttl-days", type=float, default=None, help="expiry in days (default: until revoked)")
+    token.add_argument("--label", type=_label, default="cli", help="what the token is for (default 'cli')")
+    token.add_argument("--ttl-days", type=_ttl_days, default=None, help="expiry in days (default: until revoked)")
     args = parser.parse_args(argv)
-    config = load_config(args.config, ServerConfig)
-    store = Store(config.store.url)
+    store = Store(_store_url(args))
     try:
-        return _run(args, store)
+        return _run(args, store, prog=prog)
     finally:
         store.close()
 
 
-def _run(args: argparse.Namespace, store: Store) -> int:
+#: Longest token lifetime ``--ttl-days`` accepts, days (longer: leave it out, until revoked).
+MAX_TTL_DAYS = 3650.0
+
+
+def _ttl_days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_TTL_DAYS):
+        raise argparse.ArgumentTypeError(f"{text!r}; expected days > 0 and <= {MAX_TTL_DAYS:g}")
+    return value
+
+
+def _label(text: str) -> str:
+    if not 1 <= len(text) <= 64 or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"{text!r}; expected 1-64 printable characters")
+    return text
+
+
+def _run(args: argparse.Namespace, store: Store, *, prog: str) -> int:
     now_ns = time.time_ns()
     if args.command == "list":
         for user in store.accounts.list_users():
@@ -82,13 +134,13 @@ def _run(args: argparse.Namespace, store: Store) -> int:
                 args.username, password_hash=hash_password(password), role=Role(args.role), now_ns=now_ns
             )
         except ConflictError as exc:
-            print(f"sed users: {exc}", file=sys.stderr)
+            print(f"{prog}: {exc}", file=sys.stderr)
             return 1
         store.accounts.audit(username="cli", action="user.add", target=f"{args.username} ({args.role})", at_ns=now_ns)
         print(f"added {args.role} {args.username}")
         return 0
     if store.accounts.get_user(args.username) is None:
-        print(f"sed users: no user {args.username!r}", file=sys.stderr)
+        print(f"{prog}: no user {args.username!r}", file=sys.stderr)
         return 1
     if args.command == "remove":
         store.accounts.remove_user(args.username)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from sed.api.deps import AdminUser, StoreDep
+from sed.api.params import Name, StoredId, TimeNs
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -25,10 +26,10 @@ class AuditOut(BaseModel):
 def list_audit(
     store: StoreDep,
     _admin: AdminUser,
-    username: Annotated[str | None, Query(max_length=64)] = None,
-    action: Annotated[str | None, Query(max_length=32, description="e.g. clip.play, login, user.add")] = None,
-    target: Annotated[str | None, Query(max_length=128, description="e.g. a detection id")] = None,
-    since_ns: Annotated[int | None, Query(ge=0)] = None,
+    username: Annotated[Name | None, Query(max_length=64)] = None,
+    action: Annotated[Name | None, Query(max_length=32, description="e.g. clip.play, login, user.add")] = None,
+    target: Annotated[StoredId | None, Query(max_length=128, description="e.g. a detection id")] = None,
+    since_ns: Annotated[TimeNs | None, Query(description="At or after, UTC ns.")] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 100,
 ) -> list[AuditOut]:
     entries = store.accounts.audit_entries(

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from sed.api.auth import authenticate, issue_token, token_digest
-from sed.api.deps import BearerToken, ConfigDep, CurrentUser, StoreDep, remote_addr
+from sed.api.deps import BearerToken, ConfigDep, CurrentUser, LoginThrottleDep, StoreDep, remote_addr
+from sed.api.limits import retry_after_header
+from sed.api.params import Name, Secret
 from sed.store import Role
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 class LoginIn(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
+    username: Annotated[Name, Field(max_length=64)]
+    password: Secret
 
 
 class UserOut(BaseModel):
@@ -35,24 +38,30 @@ class TokenOut(BaseModel):
     "/login",
     response_model=TokenOut,
     summary="Exchange a username and password for a token",
-    responses={401: {"description": "Wrong username or password."}},
+    responses={
+        401: {"description": "Wrong username or password."},
+        429: {"description": "Too many failed logins for this user or from this address; see Retry-After."},
+    },
 )
-def login(credentials: LoginIn, request: Request, store: StoreDep, config: ConfigDep) -> TokenOut:
+def login(
+    credentials: LoginIn, request: Request, store: StoreDep, config: ConfigDep, throttle: LoginThrottleDep
+) -> TokenOut:
+    address = remote_addr(request)
+    keys = throttle.keys(username=credentials.username, remote_addr=address)
+    wait_s = throttle.retry_after_s(keys)
+    if wait_s is not None:
+        raise HTTPException(429, "too many failed logins; wait before trying again", retry_after_header(wait_s))
     user = authenticate(store, credentials.username, credentials.password)
     now_ns = time.time_ns()
     if user is None:
+        throttle.failed(keys)
         store.accounts.audit(
-            username=credentials.username,
-            action="login.failed",
-            target="-",
-            at_ns=now_ns,
-            remote_addr=remote_addr(request),
+            username=credentials.username, action="login.failed", target="-", at_ns=now_ns, remote_addr=address
         )
         raise HTTPException(401, "wrong username or password", {"WWW-Authenticate": "Bearer"})
+    throttle.succeeded(username=user.username)
     token, expires = issue_token(store, user.username, label="login", now_ns=now_ns, ttl_s=config.api.token_ttl_s)
-    store.accounts.audit(
-        username=user.username, action="login", target="-", at_ns=now_ns, remote_addr=remote_addr(request)
-    )
+    store.accounts.audit(username=user.username, action="login", target="-", at_ns=now_ns, remote_addr=address)
     return TokenOut(token=token, expires_at_ns=expires, user=UserOut(**vars(user)))
 
 

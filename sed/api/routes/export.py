@@ -26,6 +26,7 @@ from fastapi.responses import StreamingResponse
 
 from sed import wire
 from sed.api.deps import AdminUser, ConfigDep, CurrentUser, StoreDep, remote_addr
+from sed.api.params import TimeNs
 from sed.api.schemas import incident_out
 from sed.store import ReviewedClip
 
@@ -60,8 +61,8 @@ def incidents_geojson(
     store: StoreDep,
     config: ConfigDep,
     _user: CurrentUser,
-    since_ns: Annotated[int | None, Query(ge=0)] = None,
-    until_ns: Annotated[int | None, Query(ge=0)] = None,
+    since_ns: Annotated[TimeNs | None, Query(description="Origin time at or after, UTC ns.")] = None,
+    until_ns: Annotated[TimeNs | None, Query(description="Origin time before, UTC ns.")] = None,
     label: Annotated[list[wire.Label] | None, Query()] = None,
     status: Annotated[list[wire.IncidentStatus] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_GEOJSON_FEATURES)] = 1000,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from sed import wire
 from sed.api.deps import ConfigDep, CurrentUser, FeedDep, StoreDep
+from sed.api.params import Offset, SiteMetres, StoredId, TimeNs, invalid
 from sed.api.schemas import IncidentDetail, IncidentOut, ReviewIn, detection_out, incident_out, review_out
 from sed.store import Area, ReviewAction
 
@@ -20,18 +21,18 @@ def list_incidents(
     store: StoreDep,
     config: ConfigDep,
     _user: CurrentUser,
-    since_ns: Annotated[int | None, Query(ge=0, description="Origin time at or after, UTC ns.")] = None,
-    until_ns: Annotated[int | None, Query(ge=0, description="Origin time before, UTC ns.")] = None,
+    since_ns: Annotated[TimeNs | None, Query(description="Origin time at or after, UTC ns.")] = None,
+    until_ns: Annotated[TimeNs | None, Query(description="Origin time before, UTC ns.")] = None,
     label: Annotated[list[wire.Label] | None, Query(description="Only these classes.")] = None,
     status: Annotated[list[wire.IncidentStatus] | None, Query(description="Only these statuses.")] = None,
-    x_min_m: Annotated[float | None, Query(description="Area: east of, m (site frame).")] = None,
-    x_max_m: Annotated[float | None, Query(description="Area: west of, m.")] = None,
-    y_min_m: Annotated[float | None, Query(description="Area: north of, m.")] = None,
+    x_min_m: Annotated[SiteMetres | None, Query(description="Area: east of, m (site frame).")] = None,
+    x_max_m: Annotated[SiteMetres | None, Query(description="Area: west of, m.")] = None,
+    y_min_m: Annotated[SiteMetres | None, Query(description="Area: north of, m.")] = None,
     y_max_m: Annotated[
-        float | None, Query(description="Area: south of, m. Any area bound drops unlocated incidents.")
+        SiteMetres | None, Query(description="Area: south of, m. Any area bound drops unlocated incidents.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> list[IncidentOut]:
     area = Area(x_min_m=x_min_m, x_max_m=x_max_m, y_min_m=y_min_m, y_max_m=y_max_m)
     incidents = store.list_incidents(
@@ -47,7 +48,7 @@ def list_incidents(
 
 
 @router.get("/{incident_id}", response_model=IncidentDetail, summary="One incident with its detections and reviews")
-def get_incident(incident_id: str, store: StoreDep, config: ConfigDep, _user: CurrentUser) -> IncidentDetail:
+def get_incident(incident_id: StoredId, store: StoreDep, config: ConfigDep, _user: CurrentUser) -> IncidentDetail:
     incident = store.get_incident(incident_id)
     if incident is None:
         raise HTTPException(404, f"incident {incident_id} not found")
@@ -61,11 +62,11 @@ def get_incident(incident_id: str, store: StoreDep, config: ConfigDep, _user: Cu
     description="Every review is kept with the user and time; the new status is pushed to live clients.",
 )
 def review_incident(
-    incident_id: str, review: ReviewIn, store: StoreDep, config: ConfigDep, feed: FeedDep, user: CurrentUser
+    incident_id: StoredId, review: ReviewIn, store: StoreDep, config: ConfigDep, feed: FeedDep, user: CurrentUser
 ) -> IncidentDetail:
     text = (review.text or "").strip() or None
     if review.action in (ReviewAction.FALSE_ALARM, ReviewAction.NOTE) and text is None:
-        raise HTTPException(422, f"{review.action} needs a text (the reason or the note)")
+        raise invalid("body", "text", msg=f"{review.action} needs a text (the reason or the note)", kind="missing")
     incident = store.review_incident(
         incident_id, username=user.username, action=review.action, text=text, at_ns=time.time_ns()
     )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from sed.api.auth import check_password_strength, hash_password
 from sed.api.deps import AdminUser, StoreDep
+from sed.api.params import Name, Secret, invalid
 from sed.api.routes.auth import UserOut
 from sed.store import ConflictError, Role
 
@@ -19,7 +20,7 @@ USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 
 class UserIn(BaseModel):
     username: str = Field(pattern=USERNAME_PATTERN)
-    password: str = Field(max_length=1024)
+    password: Secret
     role: Role = Role.OPERATOR
 
 
@@ -32,7 +33,7 @@ def list_users(store: StoreDep, _admin: AdminUser) -> list[UserOut]:
 def add_user(new: UserIn, store: StoreDep, admin: AdminUser) -> UserOut:
     problem = check_password_strength(new.password, username=new.username)
     if problem is not None:
-        raise HTTPException(422, problem)
+        raise invalid("body", "password", msg=problem)
     now_ns = time.time_ns()
     try:
         user = store.accounts.add_user(
@@ -47,7 +48,7 @@ def add_user(new: UserIn, store: StoreDep, admin: AdminUser) -> UserOut:
 
 
 @router.delete("/{username}", status_code=204, summary="Delete a user and revoke their tokens (admin)")
-def delete_user(username: str, store: StoreDep, admin: AdminUser) -> None:
+def delete_user(username: Name, store: StoreDep, admin: AdminUser) -> None:
     target = store.accounts.get_user(username)
     if target is None:
         raise HTTPException(404, f"user {username} not found")

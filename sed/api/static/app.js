@@ -9,6 +9,10 @@ const CHI2_95_2DOF = 5.991; // 95 % of a 2-D Gaussian lies inside sqrt(5.991) si
 const SENSOR_REFRESH_MS = 5000;
 const RECONNECT_MS = 1000;
 const SVG_NS = "http://www.w3.org/2000/svg";
+// Room kept right of the right-most sensor for its name (a longer name flips to the left), px.
+const SENSOR_LABEL_PX = 80;
+// Band kept above the legend for the scale bar and its label, px.
+const SCALE_BAR_PX = 30;
 // The same colours as style.css (SVG presentation attributes cannot use CSS variables).
 const COLOURS = {
   gunshot: "#ff4d4f", scream: "#ffa940", glass_break: "#40a9ff",
@@ -313,23 +317,38 @@ function renderSensors() {
 
 // ---------------------------------------------------------------- map
 
+/**
+ * Pixels kept free around the points, so nothing drawn next to a point leaves the map:
+ * axis labels left and top, a sensor's name right of its marker, the legend and the scale
+ * bar below.
+ */
+function plotInsets(height) {
+  const legend = $("map-legend");
+  const legendPx = legend ? legend.getBoundingClientRect().height + 12 : 40;
+  return { left: 44, right: SENSOR_LABEL_PX, top: 26, bottom: Math.min(legendPx + SCALE_BAR_PX, height / 3), legendPx };
+}
+
 /** Projection from the site frame (metres) or lat/lon to SVG units. */
 function makeProjection(points, width, height) {
   const site = state.site;
   const tiles = site && site.tile_url && site.origin_lat_deg != null && site.origin_lon_deg != null;
+  const inset = plotInsets(height);
+  const innerW = Math.max(width - inset.left - inset.right, 50), innerH = Math.max(height - inset.top - inset.bottom, 50);
+  // Where the centre of the points lands: the middle of the free area, not of the box.
+  const px0 = inset.left + innerW / 2, py0 = inset.top + innerH / 2;
   if (!tiles) {
     const xs = points.map((p) => p.x_m), ys = points.map((p) => p.y_m);
     let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-    const pad = Math.max(20, 0.12 * Math.max(x1 - x0, y1 - y0));
+    const pad = Math.max(10, 0.05 * Math.max(x1 - x0, y1 - y0));
     x0 -= pad; x1 += pad; y0 -= pad; y1 += pad;
-    // Equal scale on both axes, filling the box.
-    const scale = Math.min(width / (x1 - x0), height / (y1 - y0));
+    // Equal scale on both axes, filling the free area.
+    const scale = Math.min(innerW / (x1 - x0), innerH / (y1 - y0));
     const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
     return {
       tiles: false,
       unitsPerMetre: scale,
-      at: (p) => [width / 2 + (p.x_m - cx) * scale, height / 2 - (p.y_m - cy) * scale],
-      bounds: [cx - width / 2 / scale, cx + width / 2 / scale, cy - height / 2 / scale, cy + height / 2 / scale],
+      at: (p) => [px0 + (p.x_m - cx) * scale, py0 - (p.y_m - cy) * scale],
+      bounds: [cx - px0 / scale, cx + (width - px0) / scale, cy - (height - py0) / scale, cy + py0 / scale],
     };
   }
   // Web Mercator pixels at the largest zoom that fits every point.
@@ -343,7 +362,7 @@ function makeProjection(points, width, height) {
     const px = geo.map((p) => world(p.lat_deg, p.lon_deg, z));
     const w = Math.max(...px.map((q) => q[0])) - Math.min(...px.map((q) => q[0]));
     const h = Math.max(...px.map((q) => q[1])) - Math.min(...px.map((q) => q[1]));
-    if (w < 0.8 * width && h < 0.8 * height) break;
+    if (w < 0.9 * innerW && h < 0.9 * innerH) break;
   }
   const px = geo.map((p) => world(p.lat_deg, p.lon_deg, z));
   const cx = (Math.max(...px.map((q) => q[0])) + Math.min(...px.map((q) => q[0]))) / 2;
@@ -351,20 +370,20 @@ function makeProjection(points, width, height) {
   const metresPerPixel = (156543.03392 * Math.cos((site.origin_lat_deg * Math.PI) / 180)) / 2 ** z;
   return {
     tiles: true,
-    z, cx, cy,
+    z, cx, cy, px0, py0,
     unitsPerMetre: 1 / metresPerPixel,
-    at: (p) => { const [x, y] = world(p.lat_deg, p.lon_deg, z); return [x - cx + width / 2, y - cy + height / 2]; },
+    at: (p) => { const [x, y] = world(p.lat_deg, p.lon_deg, z); return [x - cx + px0, y - cy + py0]; },
   };
 }
 
 function drawTiles(map, projection, width, height) {
-  const { z, cx, cy } = projection;
-  const x0 = Math.floor((cx - width / 2) / 256), x1 = Math.floor((cx + width / 2) / 256);
-  const y0 = Math.floor((cy - height / 2) / 256), y1 = Math.floor((cy + height / 2) / 256);
+  const { z, cx, cy, px0, py0 } = projection;
+  const x0 = Math.floor((cx - px0) / 256), x1 = Math.floor((cx - px0 + width) / 256);
+  const y0 = Math.floor((cy - py0) / 256), y1 = Math.floor((cy - py0 + height) / 256);
   for (let tx = x0; tx <= x1; tx++) {
     for (let ty = y0; ty <= y1; ty++) {
       const href = state.site.tile_url.replace("{z}", z).replace("{x}", tx).replace("{y}", ty);
-      map.append(svg("image", { href, x: tx * 256 - cx + width / 2, y: ty * 256 - cy + height / 2, width: 256, height: 256 }));
+      map.append(svg("image", { href, x: tx * 256 - cx + px0, y: ty * 256 - cy + py0, width: 256, height: 256 }));
     }
   }
 }
@@ -432,13 +451,19 @@ function renderMap() {
     map.append(svg("path", {
       d: `M ${x} ${y - 9} L ${x + 8} ${y + 6} L ${x - 8} ${y + 6} Z`, fill: COLOURS[sensor.status], stroke: "#000",
     }));
-    map.append(svg("text", { class: "sensor-label", x: x + 10, y: y + 4, "font-size": 13 }, sensor.sensor_id));
+    const label = svg("text", { class: "sensor-label", x: x + 10, y: y + 4, "font-size": 13 }, sensor.sensor_id);
+    map.append(label);
+    if (x + 10 + label.getComputedTextLength() > width - 4) {
+      label.setAttribute("x", x - 10);
+      label.setAttribute("text-anchor", "end");
+    }
   }
-  // Scale bar: 50 m (or the nearest round length) in the lower right.
+  // Scale bar: 50 m (or the nearest round length) in the lower right, just above the legend.
   const length = [10, 20, 50, 100, 200, 500, 1000].find((m) => m * projection.unitsPerMetre >= 60) || 1000;
   const barPx = length * projection.unitsPerMetre;
-  map.append(svg("line", { x1: width - 20 - barPx, y1: height - 20, x2: width - 20, y2: height - 20, stroke: "#e6edf3", "stroke-width": 3 }));
-  map.append(svg("text", { class: "scale-label", x: width - 20 - barPx, y: height - 28, "font-size": 13 }, `${length} m`));
+  const barY = height - plotInsets(height).legendPx - 8;
+  map.append(svg("line", { x1: width - 20 - barPx, y1: barY, x2: width - 20, y2: barY, stroke: "#e6edf3", "stroke-width": 3 }));
+  map.append(svg("text", { class: "scale-label", x: width - 20 - barPx, y: barY - 7, "font-size": 13 }, `${length} m`));
 }
 
 // ---------------------------------------------------------------- detail

@@ -79,7 +79,7 @@ def test_review_changes_status_needs_a_reason_for_false_alarms_and_keeps_the_tra
     url = "/api/incidents/i1/review"
     assert client.post(url, headers=operator, json={"action": "acknowledge"}).json()["status"] == "acknowledged"
     missing = client.post(url, headers=operator, json={"action": "false_alarm", "text": "  "})
-    assert missing.status_code == 422 and "needs a text" in missing.json()["detail"]
+    assert missing.status_code == 422 and "needs a text" in missing.json()["detail"][0]["msg"]
     assert client.post(url, headers=operator, json={"action": "shrug"}).status_code == 422
     done = client.post(url, headers=operator, json={"action": "false_alarm", "text": "construction site nail gun"})
     assert done.status_code == 200 and done.json()["status"] == "false_alarm"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -12,22 +13,31 @@ from fastapi.testclient import TestClient
 
 from sed import wire
 from sed.api.app import create_app
+from sed.api.retention import expire
 from sed.capture.pipeline import encode_flac
+from sed.config import ServerConfig
 from sed.models.train.data import read_manifest
 from sed.store import ReviewAction, Store
 from tests.unit.store.test_store import detection, incident
 
 
 def _reviewed_scene(store: Store) -> None:
+    """Three clips received just now, two incidents reviewed, one not.
+
+    Received *now*, as a server stores them: the app's clip retention job runs in a thread
+    of its own at start-up, and clips stamped near the epoch would be older than any
+    retention period, so whether they survived would depend on thread scheduling.
+    """
+    received_ns = time.time_ns()
     tone = (0.2 * np.sin(np.arange(8000) / 3)).astype(np.float32)
     for n, sensor in enumerate(["pole-1", "pole-2", "pole-3"]):
-        store.add_detection(detection(n, sensor), received_at_ns=10)
+        store.add_detection(detection(n, sensor), received_at_ns=received_ns)
         clip = encode_flac(tone * (n + 1) / 3, sample_rate_hz=16000)
         store.add_clip(
             wire.EvidenceClip(
                 detection_id=f"{sensor}:{n}", sensor_id=sensor, start_time_ns=1, sample_rate_hz=16000, data=clip
             ),
-            received_at_ns=10,
+            received_at_ns=received_ns,
         )
     store.save_incident(incident("shot", ["pole-1:0", "pole-2:1"], origin_ns=100), updated_at_ns=1)
     store.save_incident(incident("bang", ["pole-3:2"], origin_ns=200), updated_at_ns=1)
@@ -37,9 +47,11 @@ def _reviewed_scene(store: Store) -> None:
 
 
 def test_corpus_is_a_manifest_bench_detect_reads_with_the_clips_beside_it(
-    client: TestClient, store: Store, admin: dict[str, str], tmp_path: Path
+    client: TestClient, store: Store, config: ServerConfig, admin: dict[str, str], tmp_path: Path
 ) -> None:
     _reviewed_scene(store)
+    # Whenever the app's retention thread runs, before or after the export, it keeps these clips.
+    assert expire(store, config, now_ns=time.time_ns()) == 0
     response = client.get("/api/export/corpus.zip", headers=admin)
     assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
     zipfile.ZipFile(io.BytesIO(response.content)).extractall(tmp_path)
