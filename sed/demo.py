@@ -9,12 +9,19 @@ scripted beside what the operations centre saw. The last line is one JSON object
 
 Latency runs from the sound's emission (the scripted clip's first sample at -20 dB of its
 peak) until the incident is readable from the API.
+
+``--serve`` keeps the operations centre up after the scenario (Ctrl-C ends it) and prints an
+admin login (user ``admin`` and a password made for this run) for the dashboard and the API.
+It also writes ``server.toml`` into the working folder (kept: printed at the start), the
+configuration the demo's server ran with, to pass to ``sed users --config`` (more users,
+tokens) or to ``sed server --config`` (the same operations centre again, its incidents kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import secrets
 import shutil
 import statistics
@@ -23,6 +30,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -33,14 +41,20 @@ from sed.api.auth import hash_password, issue_token
 from sed.capture.scene import TruthEvent, ground_truth, pick_sound
 from sed.config import SceneConfig, SceneSection, ServerConfig, load_config, parse_config
 from sed.dsp.onset import find_onsets
+from sed.errors import ConfigError
 from sed.keys import NetworkKeys
+from sed.runtime import CONSOLE_SCRIPT, CommandParser
 from sed.server import Server
 from sed.store import Role
 
 #: The operator account the demo signs in as (its password is random per run).
 DEMO_USER = "demo"
+#: The admin account ``--serve`` creates for the person trying the dashboard (random password).
+DEMO_ADMIN = "admin"
 #: Time allowed for the sensor processes to start and load their model before the scene starts, s.
 STARTUP_MARGIN_S = 4.0
+#: Range of ``--duration``, s: the scripted events need a few seconds each; an hour is plenty.
+MIN_DURATION_S, MAX_DURATION_S = 8.0, 3600.0
 #: How often the demo polls the API, s.
 POLL_INTERVAL_S = 0.05
 #: An incident matches a scripted event if its origin lies from this long before the event's first
@@ -107,19 +121,26 @@ class _Setup:
         self.scene_path.write_text(tomli_w.dumps(scene_raw))
         self.scene = load_config(self.scene_path, SceneConfig).scene
         self.keys = NetworkKeys.create(workdir, [sensor.id for sensor in self.scene.sensors])
-        self.server = parse_config(
-            {
-                "site": {"temperature_c": self.scene.temperature_c},
-                "fusion": {
-                    "bind_endpoint": "tcp://127.0.0.1:0",
-                    "secret_key_file": str(self.keys.fusion_secret_key_file),
-                    "authorized_keys_dir": str(self.keys.authorized_keys_dir),
-                },
-                "api": {"host": "127.0.0.1", "port": 0},
-                "store": {"url": f"sqlite:///{workdir / 'sed.sqlite'}"},
+        self.server_raw: dict = {
+            "site": {"temperature_c": self.scene.temperature_c},
+            "fusion": {
+                "bind_endpoint": "tcp://127.0.0.1:0",
+                "secret_key_file": str(self.keys.fusion_secret_key_file.resolve()),
+                "authorized_keys_dir": str(self.keys.authorized_keys_dir.resolve()),
             },
-            ServerConfig,
-        )
+            "api": {"host": "127.0.0.1", "port": 0},
+            "store": {"url": f"sqlite:///{(workdir / 'sed.sqlite').resolve()}"},
+        }
+        self.server = parse_config(self.server_raw, ServerConfig)
+
+    def write_server_config(self, *, fusion_endpoint: str, api_port: int) -> Path:
+        """``server.toml`` as the demo's server ran (its ports fixed), for ``sed users``/``sed server``."""
+        raw = {**self.server_raw}
+        raw["fusion"] = {**raw["fusion"], "bind_endpoint": fusion_endpoint}
+        raw["api"] = {**raw["api"], "port": api_port}
+        path = self.workdir / "server.toml"
+        path.write_text(tomli_w.dumps(raw))
+        return path
 
     def sensor_config(self, sensor_id: str, *, endpoint: str, start_utc_ns: int) -> Path:
         sensor = next(s for s in self.scene.sensors if s.id == sensor_id)
@@ -172,6 +193,14 @@ def run_demo(
     password = secrets.token_urlsafe(12)
     server.store.accounts.add_user(DEMO_USER, password_hash=hash_password(password), role=Role.OPERATOR, now_ns=0)
     token, _ = issue_token(server.store, DEMO_USER, label="demo", now_ns=time.time_ns(), ttl_s=None)
+    if serve:
+        admin_password = secrets.token_urlsafe(12)
+        server.store.accounts.add_user(
+            DEMO_ADMIN, password_hash=hash_password(admin_password), role=Role.ADMIN, now_ns=time.time_ns()
+        )
+        config_path = setup.write_server_config(
+            fusion_endpoint=server.fusion_endpoint, api_port=urllib.parse.urlsplit(server.api_url).port or 0
+        )
     start_ns = time.time_ns() + int(STARTUP_MARGIN_S * 1e9)
     processes = []
     for sensor in scene.sensors:
@@ -179,7 +208,7 @@ def run_demo(
         log_file = (workdir / f"{sensor.id}.log").open("w")
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "sed.cli", "sensor", "--config", str(config)],
+                [sys.executable, "-m", "sed", "sensor", "--config", str(config)],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
@@ -218,7 +247,15 @@ def run_demo(
     summary, rows = _evaluate(truth, onsets, start_ns, incidents, first_seen_ns)
     _print_report(rows, sensors, log)
     if serve:
-        log(f"\ndashboard at {server.api_url}/  sign in as {DEMO_USER} / {password}  — Ctrl-C to stop")
+        log(
+            f"\ndashboard and API at {server.api_url}/\n"
+            f"  sign in as admin:    {DEMO_ADMIN} / {admin_password}\n"
+            f"  or as operator:      {DEMO_USER} / {password}\n"
+            f"  server config:       {config_path}\n"
+            f"    more users:        {CONSOLE_SCRIPT} users add NAME --config {config_path}\n"
+            f"    run it again:      {CONSOLE_SCRIPT} server --config {config_path}\n"
+            "Ctrl-C to stop"
+        )
         try:
             while True:
                 time.sleep(1)
@@ -287,29 +324,63 @@ def _print_report(rows: list[dict], sensors: list[dict], log) -> None:
     log(f"\nsensors reporting: {len(sensors)} ({online} online at the end)")
 
 
+def _duration_s(text: str) -> float:
+    """``--duration``: finite seconds, long enough for the scripted events."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and MIN_DURATION_S <= value <= MAX_DURATION_S):
+        raise argparse.ArgumentTypeError(f"{text!r}; expected seconds from {MIN_DURATION_S} to {MAX_DURATION_S}")
+    return value
+
+
+def _read_scene(path: Path) -> dict:
+    """A scene TOML as a mapping, its clip paths made absolute (the scene is copied).
+
+    Validated first, so a problem names the user's file rather than the demo's copy.
+    """
+    load_config(path, SceneConfig)
+    scene_raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    for event in scene_raw["scene"].get("events", []):
+        clip = event.get("clip", "auto")
+        if clip not in ("auto", "synthetic"):  # keep clip paths valid once the scene is copied
+            event["clip"] = str((path.parent / clip).resolve())
+    return scene_raw
+
+
 def main(argv: list[str], *, prog: str) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--duration", type=float, default=30.0, help="length of the default scenario, s (default 30)")
+    parser = CommandParser(prog=prog, description=__doc__)
+    parser.add_argument(
+        "--duration", type=_duration_s, default=30.0, help="length of the default scenario, s (default 30)"
+    )
     parser.add_argument("--scene", type=Path, help="run this scene TOML instead of the default scenario")
     parser.add_argument("--seed", type=int, default=7, help="picks the clips and the noise (default 7)")
     parser.add_argument("--model", type=Path, help="ONNX detector for the sensors (default: the shipped model)")
     parser.add_argument("--workdir", type=Path, help="keep configs, keys, logs and the database here")
-    parser.add_argument("--serve", action="store_true", help="keep the API up after the scenario (Ctrl-C ends)")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the API up after the scenario (Ctrl-C ends); prints an admin login and writes\n"
+        "WORKDIR/server.toml for 'users' and 'server' (the working folder is then kept)",
+    )
     args = parser.parse_args(argv)
     if args.scene is not None:
-        scene_raw = tomllib.loads(args.scene.read_text(encoding="utf-8"))
-        for event in scene_raw.get("scene", {}).get("events", []):
-            clip = event.get("clip", "auto")
-            if clip not in ("auto", "synthetic"):  # keep clip paths valid once the scene is copied
-                event["clip"] = str((args.scene.parent / clip).resolve())
+        scene_raw = _read_scene(args.scene)
     else:
         scene_raw = default_scene(duration_s=args.duration, seed=args.seed)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sed-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--workdir {workdir}: cannot create the folder ({exc.strerror})") from None
+    if args.serve:
+        print(f"working folder: {workdir} (kept)", flush=True)
     try:
         summary = run_demo(scene_raw=scene_raw, workdir=workdir, model=args.model, serve=args.serve)
     finally:
-        if args.workdir is None:
+        # --serve hands out a config that points into the folder: keep it for the user.
+        if args.workdir is None and not args.serve:
             shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(summary), flush=True)
     return 0

@@ -1,13 +1,15 @@
 """Clip-manifest mode of ``sed bench detect``: per-clip decisions, AP, false alarms, confusions.
 
-Each clip is read, resampled to 16 kHz, padded with :data:`CLIP_LEAD_S` of silence before and
-one window of silence after, and streamed through the detector (and YAMNet, on the same
-samples). A clip is *detected as* a label when the detector emits at least one event of that
-label; negative clips (labels the model does not have) give the false alarms per hour.
+Each clip is read in blocks, resampled to 16 kHz, padded with :data:`CLIP_LEAD_S` of silence
+before and one window of silence after, and streamed through the detector (and YAMNet, on the
+same samples); a long "clip" takes no more memory than a short one. A clip is *detected as*
+a label when the detector emits at least one event of that label; negative clips (labels the
+model does not have) give the false alarms per hour.
 """
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,12 @@ from tqdm import tqdm
 
 from sed.bench.metrics import average_precision, best_f1, decision_counts
 from sed.bench.report import plot_false_alarms, plot_negative_margins, plot_pr_curves, table
-from sed.bench.runner import pad, run_sed, run_yamnet, yamnet_detections
+from sed.bench.runner import SignalChunks, run_streams, yamnet_detections
 from sed.bench.yamnet import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
-from sed.dsp.audio_io import read_audio
+from sed.dsp.audio_io import stream_audio
 from sed.errors import AudioFormatError, ConfigError
 from sed.models import StreamingDetector
-from sed.models.train.data import read_manifest
+from sed.models.train.data import Clip, read_manifest
 
 #: Silence streamed before each clip, s.
 CLIP_LEAD_S = 0.5
@@ -37,7 +39,7 @@ def evaluate_clips(
     chunk_s: float,
     limit: int | None,
 ) -> dict[str, Any]:
-    clips = read_manifest(manifest, split=split)[:limit]
+    clips = _read_manifest(manifest, split)[:limit]
     if not clips:
         raise ConfigError(f"{manifest}: no rows" + (f" with split_hint={split!r}" if split else ""))
     labels = detector.labels
@@ -50,26 +52,29 @@ def evaluate_clips(
     cpu = {"sed": 0.0, "yamnet": 0.0}
     audio_s = 0.0
     for clip in tqdm(clips, desc="clips", file=sys.stderr):
+        signal = SignalChunks(
+            stream_audio(manifest.parent / clip.path, sample_rate_hz=SAMPLE_RATE_HZ),
+            lead_samples=lead,
+            tail_samples=tail,
+            chunk_samples=chunk,
+        )
         try:
-            audio = read_audio(manifest.parent / clip.path, sample_rate_hz=SAMPLE_RATE_HZ)
+            run, yrun = run_streams(detector, yamnet, signal, origin_samples=lead)
         except AudioFormatError as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             skipped.append({"path": clip.path, "error": str(exc)})
             continue
-        signal = pad(audio, lead_samples=lead, tail_samples=tail)
-        audio_s += len(signal) / SAMPLE_RATE_HZ
-        run = run_sed(detector, signal, chunk_samples=chunk, origin_samples=lead)
+        audio_s += (lead + signal.n_signal_samples + tail) / SAMPLE_RATE_HZ
         cpu["sed"] += run.cpu_s
         entry: dict[str, Any] = {
             "path": clip.path,
             "label": clip.label,
             "source": clip.source,
             "subclass": clip.subclass,
-            "duration_s": len(audio) / SAMPLE_RATE_HZ,
+            "duration_s": signal.n_signal_samples / SAMPLE_RATE_HZ,
             "sed": {"max_scores": run.max_scores, "detections": [vars(d) for d in run.detections]},
         }
-        if yamnet is not None:
-            yrun = run_yamnet(yamnet, signal, chunk_samples=chunk)
+        if yamnet is not None and yrun is not None:
             cpu["yamnet"] += yrun.cpu_s
             yamnet_runs.append(yrun)
             entry["yamnet"] = {
@@ -82,12 +87,28 @@ def evaluate_clips(
                 }
             }
         files.append(entry)
+    if not files:
+        raise AudioFormatError(
+            f"{manifest}: none of its {len(clips)} audio files could be read; first: {skipped[0]['error']}"
+        )
     summary = _clip_summary(files, labels, detector, yamnet, yamnet_runs, lead)
     summary["skipped"] = skipped
     summary["speed"] = _speed(cpu, audio_s, yamnet is not None)
     summary["files"] = files
     summary["_text"] = _clip_text(summary, labels)
     return summary
+
+
+def _read_manifest(manifest: Path, split: str | None) -> list[Clip]:
+    """The manifest's rows, with an unreadable or undecodable file as one :class:`ConfigError`."""
+    if manifest.exists() and not manifest.is_file():
+        raise ConfigError(f"{manifest}: a folder; expected a clip manifest CSV (or a folder with --annotations)")
+    try:
+        return read_manifest(manifest, split=split)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{manifest}: not UTF-8 text (byte {exc.start}); expected a CSV manifest") from None
+    except (OSError, csv.Error) as exc:
+        raise ConfigError(f"{manifest}: unreadable manifest ({exc})") from None
 
 
 def _clip_summary(

@@ -13,6 +13,7 @@ Two inputs:
 
 ``--baseline yamnet`` streams the same 16 kHz samples through YAMNet in the same run and
 tunes its threshold on the evaluated data itself (best F1; an optimistic baseline).
+Files are read and scored block by block, so memory does not grow with their length.
 CPU time is ``time.process_time`` (all threads of the process) around the streaming calls
 only (front end + model + event logic for sed; YAMNet's interpreter for the baseline),
 with onnxruntime, LiteRT and BLAS each limited to one thread.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -38,10 +40,35 @@ from sed.bench.report import provenance  # noqa: E402
 from sed.bench.yamnet import SAMPLE_RATE_HZ, YamnetScorer  # noqa: E402
 from sed.errors import ConfigError  # noqa: E402
 from sed.models import StreamingDetector  # noqa: E402
+from sed.runtime import CONSOLE_SCRIPT, CommandParser  # noqa: E402
+
+#: Longest push block, s: the bench holds one block of the padded signal at a time.
+MAX_CHUNK_S = 60.0
+
+
+def _chunk_seconds(text: str) -> float:
+    """``--chunk-s``: a finite number of seconds in (0, MAX_CHUNK_S]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 1 / SAMPLE_RATE_HZ <= value <= MAX_CHUNK_S):
+        raise argparse.ArgumentTypeError(f"{text!r}; expected seconds from {1 / SAMPLE_RATE_HZ} to {MAX_CHUNK_S}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}; expected a whole number > 0")
+    return value
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog=prog, description=__doc__)
     parser.add_argument("input", type=Path, help="clip manifest CSV, or folder of recordings (with --annotations)")
     parser.add_argument("--split", default=None, help="keep manifest rows with this split_hint (e.g. dev)")
     parser.add_argument("--annotations", type=Path, default=None, help="DCASE TSV for a folder of recordings")
@@ -54,39 +81,56 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="override a class's 'on' threshold (repeatable)",
     )
     parser.add_argument("--baseline", choices=["yamnet"], default=None)
-    parser.add_argument("--chunk-s", type=float, default=1.0, help="push block length, s (default 1.0)")
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N files (smoke runs)")
+    parser.add_argument("--chunk-s", type=_chunk_seconds, default=1.0, help="push block length, s (default 1.0)")
+    parser.add_argument("--limit", type=_positive_int, default=None, help="score only the first N files (smoke runs)")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (every file's detections and maxima)")
     parser.add_argument("--plots", type=Path, default=None, help="folder for PNG plots (default: beside --out)")
     return parser
 
 
-def main(argv: list[str], *, prog: str = "sed bench detect") -> int:
+def main(argv: list[str], *, prog: str = f"{CONSOLE_SCRIPT} bench detect") -> int:
     args = _parser(prog).parse_args(argv)
     overrides = {}
     for item in args.threshold:
         label, _, value = item.partition("=")
         try:
             overrides[label] = float(value)
-        except ValueError as exc:
-            raise ConfigError(f"--threshold {item!r}; expected LABEL=VALUE with a number") from exc
+        except ValueError:
+            overrides[label] = math.nan
+        if not 0 < overrides[label] <= 1:
+            raise ConfigError(f"--threshold {item!r}; expected LABEL=VALUE with 0 < VALUE <= 1")
+    # Before the run, which may take hours: an --out that cannot be written fails now.
+    for option, folder in (("--out", args.out.parent if args.out else None), ("--plots", args.plots)):
+        _require_folder(option, folder)
+    if args.out is not None and args.out.is_dir():
+        raise ConfigError(f"--out {args.out}: a folder; expected a JSON file name")
     detector = StreamingDetector.from_file(args.model, thresholds=overrides or None)
     if detector.sample_rate_hz != SAMPLE_RATE_HZ:
         raise ConfigError(f"model rate {detector.sample_rate_hz} Hz; the bench streams {SAMPLE_RATE_HZ} Hz audio")
     yamnet = YamnetScorer() if args.baseline == "yamnet" else None
     with _single_threaded_blas():
         report = _evaluate(args, detector, yamnet)
-    report = {**provenance("sed bench detect " + " ".join(argv)), **report}
+    report = {**provenance(f"{prog} " + " ".join(argv)), **report}
     print(report.pop("_text"))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         plots = args.plots or args.out.parent
-        plots.mkdir(parents=True, exist_ok=True)
         make_plots = clips.plots if report.get("mode") == "clips" else long_form.plots
         report["plots"] = make_plots(report, plots, args.out.stem)
         args.out.write_text(json.dumps(report, indent=1, default=_json_default))
         print(f"wrote {args.out}" + "".join(f", {p}" for p in report["plots"]))
     return 0
+
+
+def _require_folder(option: str, folder: Path | None) -> None:
+    """Create ``folder`` (with its parents) or say in one line why it cannot be."""
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option}: cannot create folder '{folder}' ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}: folder '{folder}' is not writable by this user")
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager[object]:

@@ -67,7 +67,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
             "against the surveyed firing position, beside ShotSpotter's published MLG figures."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: sed bench localize ../shared/data/pittsburgh --mode both "
+        epilog="example: sedcity bench localize ../shared/data/pittsburgh --mode both "
         "--out benchmarks/results/localize.json",
     )
     parser.add_argument("dir", type=Path, help="the pittsburgh folder (holding FP1 … FP5)")
@@ -392,7 +392,7 @@ def _json_default(value: object) -> object:
 
 def _meta(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, object]:
     return {
-        **provenance("sed bench localize " + " ".join(argv)),
+        **provenance("sedcity bench localize " + " ".join(argv)),
         "numpy": np.__version__,
         "dataset": str(args.dir),
         "licence": "Pittsburgh live-fire data: CC BY 4.0, ShotSpotter, Inc.",

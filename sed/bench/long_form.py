@@ -1,8 +1,13 @@
-"""Long recordings with DCASE annotations: event-based scoring for ``sed bench detect DIR``."""
+"""Long recordings with DCASE annotations: event-based scoring for ``sed bench detect DIR``.
+
+Each recording is read and scored block by block (:mod:`sed.bench.runner`): an hour of
+96 kHz six-channel audio takes no more memory than a minute of it.
+"""
 
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,9 +17,9 @@ from tqdm import tqdm
 
 from sed.bench.metrics import Event, EventMetrics
 from sed.bench.report import table
-from sed.bench.runner import pad, run_sed, run_yamnet, yamnet_detections
+from sed.bench.runner import SignalChunks, run_streams, yamnet_detections
 from sed.bench.yamnet import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
-from sed.dsp.audio_io import read_audio
+from sed.dsp.audio_io import stream_audio
 from sed.errors import AudioFormatError, ConfigError
 from sed.models import StreamingDetector
 
@@ -28,26 +33,35 @@ def read_annotations(path: Path) -> dict[str, list[Event]]:
     """DCASE TSV ``file<TAB>onset<TAB>offset<TAB>label`` (seconds); a row with only a file
     name marks a file without events; a header row is skipped. Keys are file names."""
     if not path.is_file():
-        raise ConfigError(f"{path}: annotation file not found")
+        raise ConfigError(f"{path}: annotation file not found" if not path.exists() else f"{path}: not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected a DCASE TSV") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: unreadable annotation file ({exc.strerror})") from None
     out: dict[str, list[Event]] = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        for line_no, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
-            if not row or not row[0].strip():
-                continue
-            name = Path(row[0].strip()).name
-            out.setdefault(name, [])
-            if len(row) < 4 or not row[3].strip():
-                continue
-            try:
-                onset, offset = float(row[1]), float(row[2])
-            except ValueError:
-                if line_no == 1:
-                    out.pop(name, None)
-                    continue  # header
-                raise ConfigError(f"{path}:{line_no}: onset/offset {row[1:3]} are not numbers") from None
-            if offset < onset:
-                raise ConfigError(f"{path}:{line_no}: offset {offset} < onset {onset}")
-            out[name].append(Event(name, onset, offset, row[3].strip()))
+    try:
+        rows = list(csv.reader(text.splitlines(), delimiter="\t"))
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not a TSV ({exc})") from None
+    for line_no, row in enumerate(rows, start=1):
+        if not row or not row[0].strip():
+            continue
+        name = Path(row[0].strip()).name
+        out.setdefault(name, [])
+        if len(row) < 4 or not row[3].strip():
+            continue
+        try:
+            onset, offset = float(row[1]), float(row[2])
+        except ValueError:
+            if line_no == 1:
+                out.pop(name, None)
+                continue  # header
+            raise ConfigError(f"{path}:{line_no}: onset/offset {row[1:3]} are not numbers") from None
+        if not (math.isfinite(onset) and math.isfinite(offset) and 0 <= onset <= offset):
+            raise ConfigError(f"{path}:{line_no}: onset {onset}, offset {offset}; expected 0 <= onset <= offset, s")
+        out[name].append(Event(name, onset, offset, row[3].strip()))
     return out
 
 
@@ -74,17 +88,18 @@ def evaluate(
     cpu = {"sed": 0.0, "yamnet": 0.0}
     audio_s = total_s = 0.0
     for path in tqdm(paths, desc="recordings", file=sys.stderr):
+        signal = SignalChunks(
+            stream_audio(path, sample_rate_hz=SAMPLE_RATE_HZ), lead_samples=0, tail_samples=tail, chunk_samples=chunk
+        )
         try:
-            audio = read_audio(path, sample_rate_hz=SAMPLE_RATE_HZ)
+            run, yrun = run_streams(detector, yamnet, signal, origin_samples=0)
         except AudioFormatError as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             skipped.append({"path": str(path), "error": str(exc)})
             continue
-        signal = pad(audio, lead_samples=0, tail_samples=tail)
-        duration_s = len(audio) / SAMPLE_RATE_HZ
+        duration_s = signal.n_signal_samples / SAMPLE_RATE_HZ
         total_s += duration_s
-        audio_s += len(signal) / SAMPLE_RATE_HZ
-        run = run_sed(detector, signal, chunk_samples=chunk, origin_samples=0)
+        audio_s += (signal.n_signal_samples + tail) / SAMPLE_RATE_HZ
         cpu["sed"] += run.cpu_s
         estimated = [Event(path.name, d.onset_s, d.offset_s, d.label) for d in run.detections]
         metrics.add_file(truth[path.name], estimated)
@@ -94,11 +109,14 @@ def evaluate(
             "reference": [vars(e) for e in truth[path.name]],
             "sed": {"max_scores": run.max_scores, "detections": [vars(d) for d in run.detections]},
         }
-        if yamnet is not None:
-            yrun = run_yamnet(yamnet, signal, chunk_samples=chunk)
+        if yrun is not None:
             cpu["yamnet"] += yrun.cpu_s
             yamnet_runs.append(yrun)
         files.append(entry)
+    if not files:
+        raise AudioFormatError(
+            f"{folder}: none of its {len(paths)} annotated recordings could be read; first: {skipped[0]['error']}"
+        )
     hours = total_s / 3600
     per_class = {label: {"sed": _counts_dict(metrics, label, hours)} for label in labels}
     if yamnet is not None:

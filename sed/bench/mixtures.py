@@ -12,7 +12,7 @@ Written as 16-bit 16 kHz WAVs plus a DCASE TSV (``file onset offset label``), ou
 repository::
 
     python -m sed.bench.mixtures ../shared/data/events/manifest.csv --split dev --out /tmp/mix_dev
-    sed bench detect /tmp/mix_dev --annotations /tmp/mix_dev/annotations.tsv --baseline yamnet
+    sedcity bench detect /tmp/mix_dev --annotations /tmp/mix_dev/annotations.tsv --baseline yamnet
 """
 
 from __future__ import annotations

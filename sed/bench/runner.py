@@ -3,12 +3,19 @@
 Both systems see exactly the same samples: the file resampled to 16 kHz, with
 ``lead_s`` of silence before it and ``tail_samples`` of silence after it (so short clips
 are scored at every window position, as a continuous stream would see them).
+
+A file is never held whole: :func:`~sed.dsp.audio_io.stream_audio` reads it in blocks,
+:class:`SignalChunks` pads and re-cuts them into the push size, and :func:`run_streams`
+pushes each chunk through both detectors, so memory does not grow with the file's length.
+Re-cutting keeps the pushes the same whatever the file's blocks were, so a file streamed in
+blocks is scored exactly as the whole file cut into ``chunk_samples`` pieces (tested).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -42,26 +49,102 @@ class YamnetRun:
     cpu_s: float
 
 
-def pad(audio: np.ndarray, *, lead_samples: int, tail_samples: int) -> np.ndarray:
-    """``[zeros(lead), audio, zeros(tail)]`` as float32."""
-    return np.concatenate(
-        [np.zeros(lead_samples, np.float32), audio.astype(np.float32), np.zeros(tail_samples, np.float32)]
-    )
+class SignalChunks:
+    """``[zeros(lead), *blocks, zeros(tail)]`` as consecutive chunks of ``chunk_samples``.
+
+    Parameters
+    ----------
+    blocks : iterable of np.ndarray [shape=(n,), dtype=float32]
+        The signal in pieces of any length (e.g. :func:`~sed.dsp.audio_io.stream_audio`).
+    lead_samples, tail_samples : int >= 0
+        Silence before and after the signal.
+    chunk_samples : int > 0
+        Length of every chunk but the last, which may be shorter.
+
+    Attributes
+    ----------
+    n_signal_samples : int
+        Samples taken from ``blocks`` so far (the signal's length once iterated).
+    """
+
+    def __init__(
+        self, blocks: Iterable[np.ndarray], *, lead_samples: int, tail_samples: int, chunk_samples: int
+    ) -> None:
+        if chunk_samples <= 0:
+            raise ValueError(f"chunk_samples={chunk_samples}; expected > 0")
+        self._blocks = blocks
+        self._lead, self._tail, self._chunk = lead_samples, tail_samples, chunk_samples
+        self.n_signal_samples = 0
+
+    def _pieces(self) -> Iterator[np.ndarray]:
+        yield np.zeros(self._lead, np.float32)
+        for block in self._blocks:
+            self.n_signal_samples += len(block)
+            yield np.asarray(block, dtype=np.float32)
+        yield np.zeros(self._tail, np.float32)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        pending: list[np.ndarray] = []
+        n_pending = 0
+        for piece in self._pieces():
+            pending.append(piece)
+            n_pending += len(piece)
+            if n_pending < self._chunk:
+                continue
+            joined = np.concatenate(pending)
+            n_whole = len(joined) - len(joined) % self._chunk
+            for start in range(0, n_whole, self._chunk):
+                yield joined[start : start + self._chunk]
+            pending, n_pending = [joined[n_whole:]], len(joined) - n_whole
+        if n_pending:
+            yield np.concatenate(pending)
 
 
-def run_sed(detector: StreamingDetector, audio: np.ndarray, *, chunk_samples: int, origin_samples: int) -> SedRun:
-    """Push ``audio`` (1-D, detector rate) in chunks; times are seconds after ``origin_samples``."""
-    detector.reset()
-    rate = detector.sample_rate_hz
-    events, finished = [], []
-    started = time.process_time()
+def chunks_of(audio: np.ndarray, *, chunk_samples: int) -> Iterator[np.ndarray]:
+    """A whole 1-D signal cut into consecutive ``chunk_samples`` pieces (the last shorter)."""
     for start in range(0, len(audio), chunk_samples):
-        events += detector.push(audio[None, start : start + chunk_samples])
+        yield audio[start : start + chunk_samples]
+
+
+def run_streams(
+    detector: StreamingDetector,
+    yamnet: YamnetScorer | None,
+    chunks: Iterable[np.ndarray],
+    *,
+    origin_samples: int,
+) -> tuple[SedRun, YamnetRun | None]:
+    """Push each chunk (1-D, 16 kHz) through ``detector`` and, when given, ``yamnet``.
+
+    Times are seconds after ``origin_samples``. CPU time counts the push calls only (the
+    reading and resampling of the file is not the detectors' cost).
+
+    Raises
+    ------
+    AudioFormatError
+        From ``chunks`` (a file unreadable part-way); both detectors are reset at the next run.
+    """
+    detector.reset()
+    if yamnet is not None:
+        yamnet.reset()
+    events, finished = [], []
+    parts: dict[str, list[np.ndarray]] = {}
+    sed_cpu_s = yamnet_cpu_s = 0.0
+    for chunk in chunks:
+        started = time.process_time()
+        events += detector.push(chunk[None, :])
         finished += detector.pop_finished()
+        sed_cpu_s += time.process_time() - started
+        if yamnet is not None:
+            started = time.process_time()
+            for label, scores in yamnet.push(chunk[None, :]).items():
+                parts.setdefault(label, []).append(scores[0])
+            yamnet_cpu_s += time.process_time() - started
+    started = time.process_time()
     detector.finish()
     finished += detector.pop_finished()
-    cpu_s = time.process_time() - started
+    sed_cpu_s += time.process_time() - started
     assert len(finished) == len(events), "every confirmed event must finish"
+    rate = detector.sample_rate_hz
     detections = [
         Detection(
             onset_s=(ev.onset_sample - origin_samples) / rate,
@@ -74,19 +157,10 @@ def run_sed(detector: StreamingDetector, audio: np.ndarray, *, chunk_samples: in
         for ev in finished
     ]
     maxima = detector.max_scores[0]
-    return SedRun(detections, {label: float(maxima[k]) for k, label in enumerate(detector.labels)}, cpu_s)
-
-
-def run_yamnet(scorer: YamnetScorer, audio: np.ndarray, *, chunk_samples: int) -> YamnetRun:
-    """Push 16 kHz ``audio`` (1-D) through YAMNet in chunks; keep every window's group scores."""
-    scorer.reset()
-    parts: dict[str, list[np.ndarray]] = {}
-    started = time.process_time()
-    for start in range(0, len(audio), chunk_samples):
-        for label, scores in scorer.push(audio[None, start : start + chunk_samples]).items():
-            parts.setdefault(label, []).append(scores[0])
-    cpu_s = time.process_time() - started
-    return YamnetRun({label: np.concatenate(p, axis=1) for label, p in parts.items()}, cpu_s)
+    sed_run = SedRun(detections, {label: float(maxima[k]) for k, label in enumerate(detector.labels)}, sed_cpu_s)
+    if yamnet is None:
+        return sed_run, None
+    return sed_run, YamnetRun({label: np.concatenate(p, axis=1) for label, p in parts.items()}, yamnet_cpu_s)
 
 
 def yamnet_detections(
@@ -105,4 +179,4 @@ def yamnet_detections(
     return out
 
 
-__all__ = ["Detection", "SedRun", "YamnetRun", "pad", "run_sed", "run_yamnet", "yamnet_detections"]
+__all__ = ["Detection", "SedRun", "SignalChunks", "YamnetRun", "chunks_of", "run_streams", "yamnet_detections"]

@@ -14,7 +14,6 @@ Writes, into ``DIR``:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -85,7 +84,9 @@ def render_scene(scene_path: Path, out_dir: Path, *, start_utc_ns: int = 0, prog
 
 
 def main(argv: list[str], *, prog: str) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    from sed.runtime import CommandParser
+
+    parser = CommandParser(prog=prog, description=__doc__)
     parser.add_argument("scene", type=Path, help="scene TOML (see deploy/scene.toml)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--start-utc-ns", type=int, default=0, help="UTC ns of every stream's first sample")

@@ -3,8 +3,8 @@
 Fits on the manifest's ``train`` split only; the ``dev`` split picks the epoch and the
 per-class thresholds. Needs the ``train`` extra (``pip install torch==2.13.0``)::
 
-    sed train                         # reproduces sed/models/sed_detector.onnx
-    sed train --epochs 2 --steps 5 --out /tmp/smoke.onnx
+    sedcity train                     # reproduces sed/models/sed_detector.onnx
+    sedcity train --epochs 2 --steps 5 --out /tmp/smoke.onnx
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from sed.paths import shared_data_dir
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     from sed.models.detector import default_model_path
+    from sed.runtime import CommandParser
 
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog=prog, description=__doc__)
     parser.add_argument(
         "--data", type=Path, default=None, help="events folder with manifest.csv (default: ../shared/data/events)"
     )
@@ -48,7 +49,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str], *, prog: str = "sed train") -> int:
+def main(argv: list[str], *, prog: str = "sedcity train") -> int:
     args = _parser(prog).parse_args(argv)
     try:
         import torch
