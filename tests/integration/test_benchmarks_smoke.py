@@ -44,6 +44,35 @@ def test_api_latency_benchmark_smoke(tmp_path: Path) -> None:
     assert json.loads(out_file.read_text())["git_commit"]
 
 
+def test_wire_fuzz_benchmark_smoke_neither_crashes_nor_hangs_the_node(tmp_path: Path) -> None:
+    out_file = tmp_path / "fuzz_wire.json"
+    out = _run(
+        sys.executable, "benchmarks/fuzz_wire.py", *("--frames", "500", "--probe-every", "100", "--out", str(out_file))
+    )
+    report = json.loads(out_file.read_text())
+    assert report["git_commit"] and "0 crashes, 0 hangs" in out
+    assert report["frames"]["sent"] == 500 and report["crashes"] == report["hangs"] == 0
+    assert report["probes"]["n_acked"] >= 6 and report["valid_durable_messages"]["unacked"] == 0
+    assert report["replies"]["rejects"] > 0 and report["node_rss_mb"]["end"] > 0
+
+
+def test_soak_benchmark_smoke_loses_nothing(tmp_path: Path) -> None:
+    out_file = tmp_path / "soak.json"
+    _run(
+        sys.executable,
+        "benchmarks/soak.py",
+        *("--duration-s", "20", "--poles", "5", "--events-per-min", "30", "--sample-interval-s", "1"),
+        *("--out", str(out_file)),
+    )
+    report = json.loads(out_file.read_text())
+    counts = report["counts"]
+    assert report["git_commit"] and report["nothing_lost"] and counts["detections_sent"] > 0
+    assert counts["detections_stored"] == counts["clips_stored"] == counts["detections_sent"]
+    assert counts["outbox_depth_end"] == 0 and report["server_exit_code"] == 0
+    assert report["memory_cpu"]["rss_after_warmup_mib"] > 0 and report["send_to_ack_ms"]["detection"]["p99"] > 0
+    assert out_file.with_suffix(".png").stat().st_size > 0
+
+
 @pytest.mark.data
 def test_bench_localize_on_one_firing_position(tmp_path: Path) -> None:
     out_file = tmp_path / "localize.json"
