@@ -52,6 +52,7 @@ from fuzz_frames import MUTATIONS, Frame, frames
 from fuzz_link import SensorLink, valid_detection
 from hypothesis import HealthCheck, Phase, given, settings
 
+from sed.bench import procstat
 from sed.bench.report import provenance
 from sed.keys import NetworkKeys
 
@@ -78,12 +79,9 @@ def _free_port() -> int:
 
 def _rss_mb(pid: int) -> float | None:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
+        return procstat.sample(pid).rss_kib / 1024
+    except OSError:  # the node has exited
         return None
-    return None
 
 
 class Node:

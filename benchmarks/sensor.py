@@ -46,6 +46,7 @@ import soundfile
 import tomli_w
 
 from sed import wire
+from sed.bench import procstat
 from sed.bench.report import provenance
 from sed.capture.clock import NS_PER_S, SampleClock
 from sed.capture.pipeline import SensorPipeline, StreamInfo
@@ -260,15 +261,6 @@ def latency(model: Path, clips: list[Path], workdir: Path, rng: np.random.Genera
     return result
 
 
-def _rss_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process, KiB (VmHWM restarts at exec, unlike a child's ru_maxrss)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            fields[line[:5]] = int(line.split()[1])
-    return fields["VmRSS"], fields["VmHWM"]
-
-
 def memory_after(model: Path, clips: list[Path], hours: float, workdir: Path, rng: np.random.Generator) -> dict:
     """``sed sensor`` over ``hours`` of audio as fast as possible; RSS over time and total CPU."""
     path = workdir / "long.flac"
@@ -290,7 +282,8 @@ def memory_after(model: Path, clips: list[Path], hours: float, workdir: Path, rn
         if pid:
             break
         with contextlib.suppress(OSError, KeyError):  # exited between wait4 and the read
-            rss_kib, peak_kib = _rss_kib(process.pid)
+            now = procstat.sample(process.pid)
+            rss_kib, peak_kib = now.rss_kib, now.peak_rss_kib
             samples.append((time.monotonic() - started, rss_kib))
         time.sleep(0.5)
     process.returncode = os.waitstatus_to_exitcode(status)

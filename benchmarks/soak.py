@@ -57,6 +57,7 @@ import tomli_w
 
 from sed import wire
 from sed.api.simulate import SimulatedSensors
+from sed.bench import procstat
 from sed.bench.report import provenance
 from sed.capture.outbox import Outbox
 from sed.config import EvidenceSection, FusionSection, TransportSection
@@ -211,15 +212,6 @@ def start_server(workdir: Path, keys: NetworkKeys, store_url: str) -> tuple[subp
     return process, line.split("fusion node on ")[1].split(";")[0], line.split("API on ")[1].strip()
 
 
-def _proc_rss_cpu(pid: int) -> tuple[int, float]:
-    """Resident memory (bytes) and CPU time (user + system, s) of a live process, from ``/proc``."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    # Fields after the parenthesised command name: state is the first, utime the 12th, stime the 13th.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return rss_kib * 1024, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Sampler(threading.Thread):
     """Every ``interval_s``: the server's RSS and CPU time, all outboxes' depth, ``/healthz``."""
 
@@ -232,7 +224,8 @@ class Sampler(threading.Thread):
         self.stop = threading.Event()
 
     def sample(self) -> dict[str, float | int | None]:
-        rss_bytes, cpu_s = _proc_rss_cpu(self.pid)
+        now = procstat.sample(self.pid)
+        rss_bytes, cpu_s = now.rss_kib * 1024, now.cpu_s
         row = {
             "t_s": round((time.time_ns() - self.t0_ns) / 1e9, 3),
             "rss_mib": round(rss_bytes / MIB, 2),
