@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomli_w
 
 from sed.fusion.locate import speed_of_sound_m_per_s
 from sed.keys import NetworkKeys
@@ -90,3 +92,30 @@ def curve_keys(tmp_path: Path) -> Callable[..., dict[str, Path]]:
         }
 
     return make
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that another process (this test) is listening on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def server_toml(tmp_path: Path, network: NetworkKeys, **sections: dict) -> Path:
+    """``tmp_path/server.toml`` for ``network`` on free loopback ports and SQLite, ``sections`` merged in."""
+    raw: dict[str, dict] = {
+        "fusion": {
+            "bind_endpoint": "tcp://127.0.0.1:0",
+            "secret_key_file": str(network.fusion_secret_key_file),
+            "authorized_keys_dir": str(network.authorized_keys_dir),
+        },
+        "api": {"host": "127.0.0.1", "port": 0},
+        "store": {"url": f"sqlite:///{tmp_path / 'sed.sqlite'}"},
+    }
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    path = tmp_path / "server.toml"
+    path.write_text(tomli_w.dumps(raw))
+    return path

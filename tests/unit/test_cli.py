@@ -9,16 +9,15 @@ import socket
 import subprocess
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from sed import cli
 from sed.keys import NetworkKeys
 from sed.runtime import CONSOLE_SCRIPT, plain_help
 from sed.store import Store
+from tests.conftest import server_toml
 
 
 @pytest.fixture
@@ -35,30 +34,8 @@ def files(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
 def _server_toml(tmp_path: Path, **sections: dict) -> Path:
-    keys = NetworkKeys.create(tmp_path, ["pole-1"])
-    raw = {
-        "fusion": {
-            "bind_endpoint": "tcp://127.0.0.1:0",
-            "secret_key_file": str(keys.fusion_secret_key_file),
-            "authorized_keys_dir": str(keys.authorized_keys_dir),
-        },
-        "api": {"host": "127.0.0.1", "port": 0},
-        "store": {"url": f"sqlite:///{tmp_path / 'sed.sqlite'}"},
-    }
-    for name, values in sections.items():
-        raw[name] = {**raw[name], **values}
-    path = tmp_path / "server.toml"
-    path.write_text(tomli_w.dumps(raw))
-    return path
+    return server_toml(tmp_path, NetworkKeys.create(tmp_path, ["pole-1"]), **sections)
 
 
 def _fails_in_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], *, names: str) -> str:

@@ -3,46 +3,19 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from sed.config import ServerConfig, load_config
 from sed.keys import NetworkKeys
 from sed.validate import environment_problems, main, store_problem
+from tests.conftest import server_toml
 
 
 @pytest.fixture
 def network(tmp_path: Path) -> NetworkKeys:
     return NetworkKeys.create(tmp_path, ["pole-1", "pole-2"])
-
-
-@pytest.fixture
-def listening_port() -> Iterator[int]:
-    """A TCP port on 127.0.0.1 that another process (this test) is listening on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
-
-def _server_file(tmp_path: Path, network: NetworkKeys, **sections: dict) -> Path:
-    raw = {
-        "fusion": {
-            "bind_endpoint": "tcp://127.0.0.1:0",
-            "secret_key_file": str(network.fusion_secret_key_file),
-            "authorized_keys_dir": str(network.authorized_keys_dir),
-        },
-        "api": {"host": "127.0.0.1", "port": 0},
-        "store": {"url": f"sqlite:///{tmp_path / 'sed.sqlite'}"},
-    }
-    for name, values in sections.items():
-        raw[name] = {**raw.get(name, {}), **values}
-    path = tmp_path / "server.toml"
-    path.write_text(tomli_w.dumps(raw))
-    return path
 
 
 def _sensor_file(tmp_path: Path, network: NetworkKeys, *, position: str = "x_m = 1.0, y_m = 2.0", **extra: str) -> Path:
@@ -70,7 +43,7 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]
 
 
 def test_a_complete_server_and_sensor_pass(tmp_path: Path, network: NetworkKeys, capsys) -> None:
-    server, sensor = _server_file(tmp_path, network), _sensor_file(tmp_path, network)
+    server, sensor = server_toml(tmp_path, network), _sensor_file(tmp_path, network)
     status, lines = _run(capsys, str(server), str(sensor))
     assert status == 0, lines
     assert lines == [f"{server}: ok (ServerConfig)", f"{sensor}: ok (SensorConfig)"]
@@ -78,20 +51,20 @@ def test_a_complete_server_and_sensor_pass(tmp_path: Path, network: NetworkKeys,
 
 def test_a_junk_key_in_the_authorized_keys_folder_is_named(tmp_path: Path, network: NetworkKeys, capsys) -> None:
     (network.authorized_keys_dir / "pole-9.key").write_text("not a certificate")
-    status, lines = _run(capsys, str(_server_file(tmp_path, network)))
+    status, lines = _run(capsys, str(server_toml(tmp_path, network)))
     assert status == 1
     assert len(lines) == 1 and "fusion.authorized_keys_dir" in lines[0] and "pole-9.key" in lines[0]
 
 
 def test_a_junk_secret_key_is_named_with_its_key(tmp_path: Path, network: NetworkKeys, capsys) -> None:
     network.fusion_secret_key_file.write_text("garbage")
-    status, lines = _run(capsys, str(_server_file(tmp_path, network)))
+    status, lines = _run(capsys, str(server_toml(tmp_path, network)))
     assert status == 1 and len(lines) == 1
     assert "fusion.secret_key_file" in lines[0] and str(network.fusion_secret_key_file) in lines[0]
 
 
 def test_authorized_keys_dir_pointing_at_a_file_is_refused(tmp_path: Path, network: NetworkKeys, capsys) -> None:
-    server = _server_file(tmp_path, network, fusion={"authorized_keys_dir": str(network.fusion_public_key_file)})
+    server = server_toml(tmp_path, network, fusion={"authorized_keys_dir": str(network.fusion_public_key_file)})
     status, lines = _run(capsys, str(server))
     assert status == 1 and any("fusion.authorized_keys_dir" in line for line in lines)
 
@@ -100,7 +73,7 @@ def test_ports_in_use_are_named_by_key_and_value(
     tmp_path: Path, network: NetworkKeys, listening_port: int, capsys
 ) -> None:
     endpoint = f"tcp://127.0.0.1:{listening_port}"
-    server = _server_file(tmp_path, network, fusion={"bind_endpoint": endpoint}, api={"port": listening_port})
+    server = server_toml(tmp_path, network, fusion={"bind_endpoint": endpoint}, api={"port": listening_port})
     status, lines = _run(capsys, str(server))
     assert status == 1
     assert any("fusion.bind_endpoint" in line and endpoint in line and "in use" in line for line in lines), lines
@@ -110,20 +83,20 @@ def test_ports_in_use_are_named_by_key_and_value(
 def test_a_separate_api_does_not_need_the_fusion_nodes_endpoint(
     tmp_path: Path, network: NetworkKeys, listening_port: int
 ) -> None:
-    server = _server_file(tmp_path, network, fusion={"bind_endpoint": f"tcp://127.0.0.1:{listening_port}"})
+    server = server_toml(tmp_path, network, fusion={"bind_endpoint": f"tcp://127.0.0.1:{listening_port}"})
     config = load_config(server, ServerConfig)
     assert environment_problems(config, source="s.toml", role="api") == []
     assert [p for p in environment_problems(config, source="s.toml", role="fusion") if "bind_endpoint" in p]
 
 
 def test_an_unresolvable_bind_host_is_named(tmp_path: Path, network: NetworkKeys, capsys) -> None:
-    server = _server_file(tmp_path, network, fusion={"bind_endpoint": "tcp://no-such-host.invalid:5750"})
+    server = server_toml(tmp_path, network, fusion={"bind_endpoint": "tcp://no-such-host.invalid:5750"})
     status, lines = _run(capsys, str(server))
     assert status == 1 and any("fusion.bind_endpoint" in line and "no-such-host" in line for line in lines)
 
 
 def test_a_sqlite_database_in_a_missing_folder_is_refused(tmp_path: Path, network: NetworkKeys, capsys) -> None:
-    server = _server_file(tmp_path, network, store={"url": f"sqlite:///{tmp_path / 'absent' / 'sed.sqlite'}"})
+    server = server_toml(tmp_path, network, store={"url": f"sqlite:///{tmp_path / 'absent' / 'sed.sqlite'}"})
     status, lines = _run(capsys, str(server))
     assert status == 1 and any("store.url" in line and "absent" in line for line in lines), lines
 
@@ -133,7 +106,7 @@ def test_an_unreachable_postgresql_is_reported_unless_offline(tmp_path: Path, ne
     with socket.socket() as sock:  # a port nobody listens on: bound, never listening
         sock.bind(("127.0.0.1", 0))
         url = f"postgresql+psycopg://sed:a-real-password@127.0.0.1:{sock.getsockname()[1]}/sed"
-        server = _server_file(tmp_path, network, store={"url": url})
+        server = server_toml(tmp_path, network, store={"url": url})
         status, lines = _run(capsys, str(server))
         assert status == 1 and len(lines) == 1
         assert "store.url" in lines[0] and "unreachable" in lines[0]
@@ -180,6 +153,6 @@ def test_values_the_server_cannot_store_are_refused(
 
 
 def test_a_bind_endpoint_that_is_not_an_address_is_refused(tmp_path: Path, network: NetworkKeys, capsys) -> None:
-    server = _server_file(tmp_path, network, fusion={"bind_endpoint": "localhost-5750"})
+    server = server_toml(tmp_path, network, fusion={"bind_endpoint": "localhost-5750"})
     status, lines = _run(capsys, str(server))
     assert status == 1 and any("fusion.bind_endpoint" in line and "localhost-5750" in line for line in lines), lines
