@@ -188,80 +188,85 @@ def run_demo(
     scene = setup.scene
     server = Server(setup.server)
     server.start()
-    log(f"fusion node on {server.fusion_endpoint}, API on {server.api_url}")
-    # The API needs a signed-in user: the demo is an operator with a one-off password.
-    password = secrets.token_urlsafe(12)
-    server.store.accounts.add_user(DEMO_USER, password_hash=hash_password(password), role=Role.OPERATOR, now_ns=0)
-    token, _ = issue_token(server.store, DEMO_USER, label="demo", now_ns=time.time_ns(), ttl_s=None)
-    if serve:
-        admin_password = secrets.token_urlsafe(12)
-        server.store.accounts.add_user(
-            DEMO_ADMIN, password_hash=hash_password(admin_password), role=Role.ADMIN, now_ns=time.time_ns()
-        )
-        config_path = setup.write_server_config(
-            fusion_endpoint=server.fusion_endpoint, api_port=urllib.parse.urlsplit(server.api_url).port or 0
-        )
-    start_ns = time.time_ns() + int(STARTUP_MARGIN_S * 1e9)
-    processes = []
-    for sensor in scene.sensors:
-        config = setup.sensor_config(sensor.id, endpoint=server.fusion_endpoint, start_utc_ns=start_ns)
-        log_file = (workdir / f"{sensor.id}.log").open("w")
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "sed", "sensor", "--config", str(config)],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    log(f"{len(processes)} sensor processes streaming a {scene.duration_s:.0f} s scene in real time …")
-    truth = ground_truth(scene)
-    onsets = _sound_onsets_s(scene, truth)
-    first_seen_ns: dict[str, int] = {}
-    incidents: list[dict] = []
-    settle_s = 2 * setup.server.fusion.association_wait_s + 3.0
-    deadline_ns = start_ns + int((scene.duration_s + settle_s) * 1e9)
+    serving = False  # the scenario is over and the API is left up for the user (--serve)
     try:
-        while time.time_ns() < deadline_ns:
-            incidents = _get_json(f"{server.api_url}/api/incidents?limit=1000", token)
-            now = time.time_ns()
-            for incident in incidents:
-                if incident["incident_id"] not in first_seen_ns:
-                    first_seen_ns[incident["incident_id"]] = now
-                    where = incident["position"]
-                    log(
-                        f"  +{(now - start_ns) / 1e9:5.1f} s  incident {incident['label']:<11} "
-                        + (f"at ({where['x_m']:6.1f}, {where['y_m']:6.1f}) m" if where else "not located")
-                        + f", {len(incident['sensor_ids'])} sensors"
-                    )
-            time.sleep(POLL_INTERVAL_S)
-        for process in processes:
-            process.wait(timeout=30)
-        failed = [p.args[-1] for p in processes if p.returncode != 0]
-        if failed:
-            log(f"sensor processes failed: {failed} (logs in {workdir})")
-        sensors = _get_json(f"{server.api_url}/api/sensors", token)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-    summary, rows = _evaluate(truth, onsets, start_ns, incidents, first_seen_ns)
-    _print_report(rows, sensors, log)
-    if serve:
-        log(
-            f"\ndashboard and API at {server.api_url}/\n"
-            f"  sign in as admin:    {DEMO_ADMIN} / {admin_password}\n"
-            f"  or as operator:      {DEMO_USER} / {password}\n"
-            f"  server config:       {config_path}\n"
-            f"    more users:        {CONSOLE_SCRIPT} users add NAME --config {config_path}\n"
-            f"    run it again:      {CONSOLE_SCRIPT} server --config {config_path}\n"
-            "Ctrl-C to stop"
-        )
+        log(f"fusion node on {server.fusion_endpoint}, API on {server.api_url}")
+        # The API needs a signed-in user: the demo is an operator with a one-off password.
+        password = secrets.token_urlsafe(12)
+        server.store.accounts.add_user(DEMO_USER, password_hash=hash_password(password), role=Role.OPERATOR, now_ns=0)
+        token, _ = issue_token(server.store, DEMO_USER, label="demo", now_ns=time.time_ns(), ttl_s=None)
+        if serve:
+            admin_password = secrets.token_urlsafe(12)
+            server.store.accounts.add_user(
+                DEMO_ADMIN, password_hash=hash_password(admin_password), role=Role.ADMIN, now_ns=time.time_ns()
+            )
+            config_path = setup.write_server_config(
+                fusion_endpoint=server.fusion_endpoint, api_port=urllib.parse.urlsplit(server.api_url).port or 0
+            )
+        start_ns = time.time_ns() + int(STARTUP_MARGIN_S * 1e9)
+        processes = []
+        for sensor in scene.sensors:
+            config = setup.sensor_config(sensor.id, endpoint=server.fusion_endpoint, start_utc_ns=start_ns)
+            log_file = (workdir / f"{sensor.id}.log").open("w")
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "sed", "sensor", "--config", str(config)],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        log(f"{len(processes)} sensor processes streaming a {scene.duration_s:.0f} s scene in real time …")
+        truth = ground_truth(scene)
+        onsets = _sound_onsets_s(scene, truth)
+        first_seen_ns: dict[str, int] = {}
+        incidents: list[dict] = []
+        settle_s = 2 * setup.server.fusion.association_wait_s + 3.0
+        deadline_ns = start_ns + int((scene.duration_s + settle_s) * 1e9)
         try:
+            while time.time_ns() < deadline_ns:
+                incidents = _get_json(f"{server.api_url}/api/incidents?limit=1000", token)
+                now = time.time_ns()
+                for incident in incidents:
+                    if incident["incident_id"] not in first_seen_ns:
+                        first_seen_ns[incident["incident_id"]] = now
+                        where = incident["position"]
+                        log(
+                            f"  +{(now - start_ns) / 1e9:5.1f} s  incident {incident['label']:<11} "
+                            + (f"at ({where['x_m']:6.1f}, {where['y_m']:6.1f}) m" if where else "not located")
+                            + f", {len(incident['sensor_ids'])} sensors"
+                        )
+                time.sleep(POLL_INTERVAL_S)
+            for process in processes:
+                process.wait(timeout=30)
+            failed = [p.args[-1] for p in processes if p.returncode != 0]
+            if failed:
+                log(f"sensor processes failed: {failed} (logs in {workdir})")
+            sensors = _get_json(f"{server.api_url}/api/sensors", token)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+        summary, rows = _evaluate(truth, onsets, start_ns, incidents, first_seen_ns)
+        _print_report(rows, sensors, log)
+        if serve:
+            serving = True
+            log(
+                f"\ndashboard and API at {server.api_url}/\n"
+                f"  sign in as admin:    {DEMO_ADMIN} / {admin_password}\n"
+                f"  or as operator:      {DEMO_USER} / {password}\n"
+                f"  server config:       {config_path}\n"
+                f"    more users:        {CONSOLE_SCRIPT} users add NAME --config {config_path}\n"
+                f"    run it again:      {CONSOLE_SCRIPT} server --config {config_path}\n"
+                "Ctrl-C to stop"
+            )
             while True:
                 time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-    server.stop()
+    except KeyboardInterrupt:
+        if not serving:
+            raise  # Ctrl-C during the scenario ends the run (exit 130), after the server is stopped below
+        # Ctrl-C ends --serve, even as soon as its prompt is read
+    finally:
+        server.stop()
     return summary
 
 

@@ -85,7 +85,8 @@ def test_demo_serve_prints_an_admin_login_and_a_config_the_other_commands_take(t
         assert re.search(r"^admin\s+admin", users.stdout, re.MULTILINE), users.stdout
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        process.communicate(timeout=60)  # read on: a full pipe would block the demo's shutdown logging
+    assert process.returncode == 0
     workdir = Path(config.group(1)).parent
     assert (workdir / "server.toml").is_file()  # the working folder is kept for the user
     shutil.rmtree(workdir)
