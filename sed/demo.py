@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 import urllib.parse
@@ -43,7 +44,7 @@ from sed.config import SceneConfig, SceneSection, ServerConfig, load_config, par
 from sed.dsp.onset import find_onsets
 from sed.errors import ConfigError
 from sed.keys import NetworkKeys
-from sed.runtime import CONSOLE_SCRIPT, CommandParser
+from sed.runtime import CONSOLE_SCRIPT, CommandParser, stop_on_signals
 from sed.server import Server
 from sed.store import Role
 
@@ -187,8 +188,10 @@ def run_demo(
     setup = _Setup(workdir, scene_raw, model=model)
     scene = setup.scene
     server = Server(setup.server)
+    stop = threading.Event()
+    if serve:  # Ctrl-C or SIGTERM ends --serve cleanly (also when the shell started us with SIGINT ignored)
+        stop_on_signals(stop)
     server.start()
-    serving = False  # the scenario is over and the API is left up for the user (--serve)
     try:
         log(f"fusion node on {server.fusion_endpoint}, API on {server.api_url}")
         # The API needs a signed-in user: the demo is an operator with a one-off password.
@@ -249,7 +252,6 @@ def run_demo(
         summary, rows = _evaluate(truth, onsets, start_ns, incidents, first_seen_ns)
         _print_report(rows, sensors, log)
         if serve:
-            serving = True
             log(
                 f"\ndashboard and API at {server.api_url}/\n"
                 f"  sign in as admin:    {DEMO_ADMIN} / {admin_password}\n"
@@ -259,13 +261,8 @@ def run_demo(
                 f"    run it again:      {CONSOLE_SCRIPT} server --config {config_path}\n"
                 "Ctrl-C to stop"
             )
-            while True:
-                time.sleep(1)
-    except KeyboardInterrupt:
-        if not serving:
-            raise  # Ctrl-C during the scenario ends the run (exit 130), after the server is stopped below
-        # Ctrl-C ends --serve, even as soon as its prompt is read
-    finally:
+            stop.wait()
+    finally:  # also on Ctrl-C during the scenario (exit 130)
         server.stop()
     return summary
 
