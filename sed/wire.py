@@ -109,6 +109,15 @@ class IncidentStatus(enum.StrEnum):
     FALSE_ALARM = "false_alarm"
 
 
+class IncidentPriority(enum.StrEnum):
+    """How an incident reaches operators, set by the fusion node's false-alarm policy
+    (:mod:`sed.fusion.policy`); the status, by contrast, is the operators' review."""
+
+    ALERT = "alert"  # webhooks fire, the dashboard sounds the alert
+    UNCONFIRMED = "unconfirmed"  # one sensor, low confidence or a noisy sensor: shown muted
+    SUPPRESSED = "suppressed"  # started during a storm of its class (fireworks): listed under a filter
+
+
 class Position(msgspec.Struct, frozen=True, kw_only=True):
     """A point in the site's local metric frame (east, north, up), metres."""
 
@@ -210,6 +219,8 @@ class Incident(_Message, tag="incident"):
     status: IncidentStatus = IncidentStatus.NEW
     created_at_ns: NonNegInt = 0
     n_shots: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)] = 1
+    # Additive: an incident from a node without the policy decodes as an alert, as it was.
+    priority: IncidentPriority = IncidentPriority.ALERT
 
 
 Message = Detection | EvidenceClip | Heartbeat | Ack | Reject | Incident
@@ -370,6 +381,7 @@ __all__ = [
     "EvidenceClip",
     "Heartbeat",
     "Incident",
+    "IncidentPriority",
     "IncidentStatus",
     "Label",
     "Message",

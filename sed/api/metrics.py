@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sed import wire
-from sed.api.schemas import IncidentOut, sensor_status
+from sed.api.schemas import IncidentOut, SensorStatus, sensor_status
 from sed.config import ApiSection
 from sed.store import Store
 
@@ -66,8 +66,8 @@ class _SensorHealth(Collector):
         now_ns = time.time_ns()
         tally = Tally(str(sensor_status(record, self.api, now_ns=now_ns)) for record in self.store.list_sensors())
         family = GaugeMetricFamily("sed_sensors", "Sensors by health status.", labels=["status"])
-        for status in ("online", "stale", "clock_unsynced", "silent", "clipping"):
-            family.add_metric([status], tally.get(status, 0))
+        for status in SensorStatus:
+            family.add_metric([str(status)], tally.get(str(status), 0))
         yield family
 
 

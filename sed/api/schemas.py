@@ -30,6 +30,10 @@ class IncidentOut(BaseModel):
     label: wire.Label
     score: float = Field(ge=0, le=1)
     status: wire.IncidentStatus
+    priority: wire.IncidentPriority = Field(
+        description="alert (webhooks, alert sound); unconfirmed (one pole, low confidence or a noisy sensor: "
+        "shown muted, upgraded when corroborated); suppressed (started during a storm of its class)."
+    )
     origin_time_ns: int = Field(description="Emission time of the first shot, UTC ns.")
     position: PositionOut | None = Field(description="None when the detections could not determine a point.")
     uncertainty_m: float | None = Field(description="Radius of the 95 % position circle, m.")
@@ -78,6 +82,7 @@ class SensorStatus(enum.StrEnum):
     CLOCK_UNSYNCED = "clock_unsynced"
     SILENT = "silent"
     CLIPPING = "clipping"
+    NOISY = "noisy"  # online, but flagged by the fusion node for too many detections of a class
 
 
 class SensorOut(BaseModel):
@@ -93,6 +98,11 @@ class SensorOut(BaseModel):
     software_version: str | None
     model_version: str | None
     description: str | None = Field(description="An admin's note: where the sensor stands.")
+    noisy: list[wire.Label] = Field(
+        default_factory=list,
+        description="Classes it reported more often than fusion.policy.<class>.sensor_max_per_hour within the "
+        "last hour: its uncorroborated incidents of these are not alerts.",
+    )
 
 
 class SiteOut(BaseModel):
@@ -146,6 +156,7 @@ def incident_out(incident: wire.Incident, site: SiteSection) -> IncidentOut:
         label=incident.label,
         score=incident.score,
         status=incident.status,
+        priority=incident.priority,
         origin_time_ns=incident.origin_time_ns,
         position=None if incident.position is None else position_out(incident.position, site),
         uncertainty_m=incident.uncertainty_m,
@@ -197,14 +208,15 @@ def sensor_status(record: SensorRecord, api: ApiSection, *, now_ns: int) -> Sens
     heartbeat = record.heartbeat
     if now_ns - record.last_seen_ns > api.sensor_stale_s * 1e9:
         return SensorStatus.STALE
-    if heartbeat is None:
-        return SensorStatus.ONLINE
-    if heartbeat.clock_status is wire.ClockStatus.UNSYNCED:
-        return SensorStatus.CLOCK_UNSYNCED
-    if heartbeat.input_rms_dbfs < api.silent_below_dbfs:
-        return SensorStatus.SILENT
-    if heartbeat.clipping_fraction > api.clipping_above:
-        return SensorStatus.CLIPPING
+    if heartbeat is not None:
+        if heartbeat.clock_status is wire.ClockStatus.UNSYNCED:
+            return SensorStatus.CLOCK_UNSYNCED
+        if heartbeat.input_rms_dbfs < api.silent_below_dbfs:
+            return SensorStatus.SILENT
+        if heartbeat.clipping_fraction > api.clipping_above:
+            return SensorStatus.CLIPPING
+    if record.noisy_labels:
+        return SensorStatus.NOISY
     return SensorStatus.ONLINE
 
 
@@ -223,4 +235,5 @@ def sensor_out(record: SensorRecord, site: SiteSection, api: ApiSection, *, now_
         software_version=hb.software_version if hb else None,
         model_version=hb.model_version if hb else None,
         description=record.description,
+        noisy=list(record.noisy_labels),
     )

@@ -10,6 +10,8 @@ The body is JSON ``{"event": "incident", "rule": name, "incident": IncidentOut}`
 A receiver recomputes the HMAC, compares in constant time and rejects old timestamps.
 An incident is delivered to a rule at most once, the first time it matches (a created
 incident, or an update that raised its score into the rule); every attempt is recorded.
+Only alerts are delivered: an ``unconfirmed`` incident is delivered when the fusion node
+upgrades it to an alert, a ``suppressed`` one never (:mod:`sed.fusion.policy`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class WebhookDispatcher:
             self._thread.join(timeout=self.api.webhook_timeout_s + 5.0)
 
     def on_incident(self, incident: wire.Incident, _out: IncidentOut) -> None:
+        if incident.priority is not wire.IncidentPriority.ALERT:
+            return  # the false-alarm policy holds it back; an upgrade announces it again
         now_ns = time.time_ns()
         for rule in self.store.webhooks.list_rules():
             if rule.matches(incident) and self.store.webhooks.claim(rule.rule_id, incident.incident_id, now_ns=now_ns):

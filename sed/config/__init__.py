@@ -18,6 +18,7 @@ parsed as a TOML literal when it is one, else taken as a string), e.g.
 
 from sed.config.base import ConfigPath, PositionConfig, Section
 from sed.config.loader import ENV_PREFIX, load_config, parse_config
+from sed.config.policy import ClassPolicy, PolicySection
 from sed.config.scene import (
     SceneConfig,
     SceneEvent,
@@ -53,11 +54,13 @@ __all__ = [
     "SUPPORTED_SAMPLE_RATES_HZ",
     "ApiSection",
     "CaptureSection",
+    "ClassPolicy",
     "ClockSection",
     "ConfigPath",
     "DetectorSection",
     "EvidenceSection",
     "FusionSection",
+    "PolicySection",
     "PositionConfig",
     "SceneConfig",
     "SceneEvent",

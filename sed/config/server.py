@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from sed.config.base import BindEndpoint, ConfigPath, Section, require_dir, require_exists
+from sed.config.policy import PolicySection
 from sed.errors import ConfigError
 from sed.wire import DEFAULT_FUSION_ENDPOINT, MAX_HORIZONTAL_M
 
@@ -65,6 +66,9 @@ class FusionSection(Section):
         le=86400,
         description="A sensor's position bounds the wait for peers only this long after it was last heard "
         "(detection or heartbeat), s; a pole taken down or once misplaced stops delaying lone alerts.",
+    )
+    policy: PolicySection = Field(
+        PolicySection(), description="Which incidents alert operators, per class ([fusion.policy.<class>])."
     )
 
 

@@ -14,6 +14,13 @@ A detection is first admitted by the incident builder, then stored, then queued 
 association; if queueing still fails the stored row is removed again before the reject,
 so no detection is ever acknowledged (or stored) and then silently left out of every
 incident.
+
+Every stored detection is noted by the false-alarm policy (:mod:`sed.fusion.policy`) and
+every incident the builder creates or changes gets its priority from it before it is
+committed. Its transitions are logged in one line each, counted (``sed_fusion_storms_total``,
+``sed_fusion_storm_active``, ``sed_fusion_noisy_sensors``, ``sed_fusion_incidents_total
+{label, priority}``) and noisy flags written to the sensors table for the API. A failure
+of the policy never loses an incident: it is committed as an alert.
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ import time
 from collections.abc import Iterator
 
 import msgspec
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sed import wire
+from sed.config import PolicySection
 from sed.fusion.incidents import IncidentBuilder
+from sed.fusion.policy import EventKind, FalseAlarmPolicy
 from sed.fusion.receiver import Envelope, Receiver, Refused
 from sed.store import Store
 from sed.store.store import is_transient
@@ -38,7 +47,7 @@ log = logging.getLogger("sed.fusion")
 
 #: Longest error text quoted in a log line or a reject, characters.
 MAX_DETAIL_CHARS = 300
-#: How often incidents the database could not take are tried again, ns.
+#: How often incidents (and noisy flags) the database could not take are tried again, ns.
 INCIDENT_RETRY_NS = 1_000_000_000
 
 
@@ -72,6 +81,27 @@ class FusionMetrics:
         self.incident_errors = Counter(
             "sed_fusion_incident_errors", "Incident updates that could not be stored.", ["transient"], registry=r
         )
+        self.incidents = Counter(
+            "sed_fusion_incidents",
+            "Incidents created, by class and the priority the false-alarm policy gave them first.",
+            ["label", "priority"],
+            registry=r,
+        )
+        self.upgrades = Counter(
+            "sed_fusion_incident_upgrades", "Unconfirmed incidents upgraded to alerts.", ["label"], registry=r
+        )
+        self.storms = Counter(
+            "sed_fusion_storms", "Storms (too many incidents of a class at once) that started.", ["label"], registry=r
+        )
+        self.storm_active = Gauge(
+            "sed_fusion_storm_active", "1 while new incidents of the class are suppressed.", ["label"], registry=r
+        )
+        self.noisy_sensors = Gauge(
+            "sed_fusion_noisy_sensors", "Sensors flagged noisy for the class.", ["label"], registry=r
+        )
+        for label in wire.Label:  # every series exists from the start, at 0
+            self.storm_active.labels(label=str(label)).set(0)
+            self.noisy_sensors.labels(label=str(label)).set(0)
 
 
 class _RefusedError(Exception):
@@ -117,13 +147,27 @@ class Intake:
     receiver : Receiver
         Answers with acks and rejects.
     metrics : FusionMetrics
+    policy : FalseAlarmPolicy, optional
+        Gives each incident its priority; default: none (every incident is an alert).
     """
 
-    def __init__(self, *, store: Store, builder: IncidentBuilder, receiver: Receiver, metrics: FusionMetrics) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        builder: IncidentBuilder,
+        receiver: Receiver,
+        metrics: FusionMetrics,
+        policy: FalseAlarmPolicy | None = None,
+    ) -> None:
         self.store = store
         self.builder = builder
         self.receiver = receiver
         self.metrics = metrics
+        self.policy = policy if policy is not None else FalseAlarmPolicy(PolicySection(enabled=False))
+        self._flags_unsaved: set[str] = set()  # sensors whose noisy flag the database did not take yet
+        self._flags_retry_at_ns = 0
+        self._gauges_stale = True  # the policy may start with flags (replayed at start)
         self._unsaved: dict[str, wire.Incident] = {}  # incidents the database could not take yet
         self._retry_at_ns = 0
 
@@ -160,6 +204,7 @@ class Intake:
             if new:
                 self._queue(message, now_ns)
                 self._touch(message, now_ns)
+                self._note(message, envelope.sensor_id, now_ns)
             self.receiver.ack(envelope.routing_id, [wire.message_id(message)])  # after commit; duplicates re-acked
         elif isinstance(message, wire.EvidenceClip):
             with _stage(QuarantineReason.STORE):
@@ -194,6 +239,13 @@ class Intake:
             self.store.touch_sensor(detection.sensor_id, detection.position, seen_at_ns=now_ns)
         except Exception as exc:
             log.warning("sensor %r: last-seen not updated: %s", detection.sensor_id, describe(exc))
+
+    def _note(self, detection: wire.Detection, pole_id: str, now_ns: int) -> None:
+        # Stored and queued already: a failure here must not refuse the detection.
+        try:
+            self.policy.note_detection(detection.sensor_id, detection.label, now_ns, pole_id=pole_id)
+        except Exception as exc:
+            log.error("detection %r not counted by the false-alarm policy: %s", detection.detection_id, describe(exc))
 
     def quarantine(
         self,
@@ -277,6 +329,8 @@ class Intake:
                     envelope, QuarantineReason.ASSOCIATION, exc, received_at_ns=received_at_ns, answer=False
                 )
             incidents = []
+        incidents = [self._prioritise(incident, now_ns) for incident in incidents]
+        self._policy_turn(now_ns)
         changed = {incident.incident_id: incident for incident in incidents}
         retried = self._unsaved if now_ns >= self._retry_at_ns else {}
         pending = retried | changed  # a newer version of an unsaved incident supersedes it
@@ -300,6 +354,58 @@ class Intake:
                 continue
             committed.append(incident)
         return committed
+
+    # ----------------------------------------------------------------- false-alarm policy
+
+    def _prioritise(self, incident: wire.Incident, now_ns: int) -> wire.Incident:
+        """The incident with the policy's priority; an alert when the policy fails (never lost)."""
+        try:
+            decision = self.policy.decide(incident, now_ns)
+        except Exception as exc:
+            log.error(
+                "incident %s: false-alarm policy failed, kept as an alert: %s", incident.incident_id[:8], describe(exc)
+            )
+            return msgspec.structs.replace(incident, priority=wire.IncidentPriority.ALERT)
+        label = str(incident.label)
+        if decision.previous is None:
+            self.metrics.incidents.labels(label=label, priority=str(decision.priority)).inc()
+        elif decision.upgraded:
+            self.metrics.upgrades.labels(label=label).inc()
+            log.info("incident %s %s upgraded to %s", incident.incident_id[:8], label, decision.priority)
+        return msgspec.structs.replace(incident, priority=decision.priority)
+
+    def _policy_turn(self, now_ns: int) -> None:
+        """Let the policy's storms end and flags clear; log, count and store its transitions. Never raises."""
+        try:
+            self.policy.advance(now_ns)
+            events = self.policy.take_events()
+        except Exception as exc:
+            log.error("false-alarm policy failed to advance: %s", describe(exc))
+            return
+        for event in events:
+            (log.info if event.kind is EventKind.SENSOR_CLEARED else log.warning)("%s", event.describe())
+            label = str(event.label)
+            if event.kind is EventKind.STORM_STARTED:
+                self.metrics.storms.labels(label=label).inc()
+            if event.sensor_id is not None:
+                self._flags_unsaved.add(event.sensor_id)
+        if events or self._gauges_stale:
+            self._gauges_stale = False
+            storms = self.policy.storms()
+            noisy = self.policy.noisy_sensors()
+            for label in wire.Label:
+                self.metrics.storm_active.labels(label=str(label)).set(int(label in storms))
+                self.metrics.noisy_sensors.labels(label=str(label)).set(sum(label in s for s in noisy.values()))
+        if now_ns < self._flags_retry_at_ns:
+            return
+        for sensor_id in sorted(self._flags_unsaved):
+            try:
+                self.store.set_noisy_labels(sensor_id, self.policy.noisy_labels(sensor_id))
+            except Exception as exc:
+                log.warning("sensor %r: noisy flag not stored (tried again in a second): %s", sensor_id, describe(exc))
+                self._flags_retry_at_ns = now_ns + INCIDENT_RETRY_NS
+                return
+            self._flags_unsaved.discard(sensor_id)
 
 
 __all__ = ["FusionMetrics", "Intake", "QuarantineReason", "describe", "payload_of"]

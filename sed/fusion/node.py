@@ -7,6 +7,10 @@ and commits incidents to the store before announcing them to ``on_incident`` and
 Each message is handled in isolation (:mod:`sed.fusion.intake`): one that cannot be handled
 is quarantined and rejected, and the loop goes on. An error of the loop itself (the socket)
 ends :func:`run`; ``sed fusion`` then exits non-zero so systemd restarts it.
+
+The false-alarm policy (:mod:`sed.fusion.policy`, ``[fusion.policy]``) gives each incident
+its priority before it is committed; on start it replays the last hour's stored
+detections, so sensors' rates and noisy flags survive a restart.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sed.config import ServerConfig
 from sed.errors import WireError
 from sed.fusion.incidents import IncidentBuilder
 from sed.fusion.intake import FusionMetrics, Intake, describe
+from sed.fusion.policy import SENSOR_WINDOW_NS, FalseAlarmPolicy
 from sed.fusion.receiver import Receiver
 from sed.runtime import start_service
 from sed.store import Store
@@ -82,7 +87,9 @@ def run(
             max_streams_per_sensor=config.fusion.max_streams_per_sensor,
         )
         builder = IncidentBuilder(config.fusion, temperature_c=config.site.temperature_c, site_radius_m=site_radius_m)
-        intake = Intake(store=store, builder=builder, receiver=receiver, metrics=FusionMetrics(registry))
+        policy = FalseAlarmPolicy(config.fusion.policy)
+        _seed_policy(store, policy)
+        intake = Intake(store=store, builder=builder, receiver=receiver, metrics=FusionMetrics(registry), policy=policy)
         _resume(store, builder)
         if liveness is not None:
             liveness.backlog = lambda: builder.n_pending
@@ -121,6 +128,21 @@ def _resume(store: Store, builder: IncidentBuilder) -> None:
             log.warning("stored detection %r not resumed: %s", stored.detection.detection_id, describe(exc))
     if resumed:
         log.info("resumed associating %d stored detections no incident holds yet", resumed)
+
+
+def _seed_policy(store: Store, policy: FalseAlarmPolicy) -> None:
+    """Replay the last hour's detections into the policy and store exactly the noisy flags it holds."""
+    now_ns = time.time_ns()
+    policy.seed(store.recent_detections(received_since_ns=now_ns - SENSOR_WINDOW_NS))
+    policy.advance(now_ns)
+    policy.take_events()  # the flags below say it all; a restart is not a transition
+    noisy = policy.noisy_sensors()
+    store.replace_noisy_labels(noisy)
+    if noisy:
+        log.warning(
+            "sensors noisy over the last hour (uncorroborated incidents not alerts): %s",
+            ", ".join(f"{s} ({'/'.join(sorted(labels))})" for s, labels in sorted(noisy.items())),
+        )
 
 
 def _announce(

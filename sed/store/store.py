@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -38,6 +38,7 @@ class SensorRecord:
     last_seen_ns: int
     heartbeat: wire.Heartbeat | None
     description: str | None = None
+    noisy_labels: tuple[wire.Label, ...] = ()  # classes the fusion node flags it noisy for
 
 
 class ReviewAction(enum.StrEnum):
@@ -192,6 +193,7 @@ class Store:
             "cov_xy_m2": cov[1],
             "cov_yy_m2": cov[2],
             "n_shots": incident.n_shots,
+            "priority": str(incident.priority),  # the node's policy may upgrade it; the status is the operators'
             "updated_at_ns": updated_at_ns,
         }
         with self.engine.begin() as conn:
@@ -232,8 +234,9 @@ class Store:
         area: Area | None = None,
         limit: int = 100,
         offset: int = 0,
+        priorities: Iterable[wire.IncidentPriority] | None = None,
     ) -> list[wire.Incident]:
-        """Incidents, newest origin first, filtered by origin time, class, status and area.
+        """Incidents, newest origin first, filtered by origin time, class, status, priority and area.
 
         An area excludes incidents without a position.
         """
@@ -246,6 +249,8 @@ class Store:
             query = query.where(t.incidents.c.label.in_([str(label) for label in labels]))
         if statuses:
             query = query.where(t.incidents.c.status.in_([str(status) for status in statuses]))
+        if priorities:
+            query = query.where(t.incidents.c.priority.in_([str(priority) for priority in priorities]))
         if area is not None:
             for column, bound, lower in (
                 (t.incidents.c.x_m, area.x_min_m, True),
@@ -318,6 +323,21 @@ class Store:
             statement = t.sensors.update().where(t.sensors.c.sensor_id == sensor_id).values(description=description)
             return conn.execute(statement).rowcount == 1
 
+    def set_noisy_labels(self, sensor_id: str, labels: Iterable[wire.Label]) -> bool:
+        """Set the classes the fusion node flags a sensor noisy for (empty: none); ``False`` if unknown."""
+        with self.engine.begin() as conn:
+            statement = t.sensors.update().where(t.sensors.c.sensor_id == sensor_id)
+            return conn.execute(statement.values(noisy_labels=_joined(labels))).rowcount == 1
+
+    def replace_noisy_labels(self, flagged: Mapping[str, Iterable[wire.Label]]) -> None:
+        """Flag exactly these sensors, clearing every other flag (a fusion node starting afresh)."""
+        with self.engine.begin() as conn:
+            conn.execute(t.sensors.update().where(t.sensors.c.noisy_labels.is_not(None)).values(noisy_labels=None))
+            for sensor_id, labels in flagged.items():
+                conn.execute(
+                    t.sensors.update().where(t.sensors.c.sensor_id == sensor_id).values(noisy_labels=_joined(labels))
+                )
+
     def forget_sensor(self, sensor_id: str) -> bool:
         """Remove a decommissioned sensor from the list (it reappears if it speaks again)."""
         with self.engine.begin() as conn:
@@ -344,6 +364,22 @@ class Store:
         with self.engine.connect() as conn:
             return [_stored_detection(row) for row in conn.execute(query).mappings()]
 
+    def recent_detections(self, *, received_since_ns: int) -> list[tuple[str, wire.Label, int]]:
+        """``(sensor_id, label, received_at_ns)`` of the detections received since then, earliest first
+        (what a restarted fusion node replays into its sensors' detection rates)."""
+        columns = (t.detections.c.sensor_id, t.detections.c.label, t.detections.c.received_at_ns)
+        query = (
+            sa.select(*columns)
+            .where(t.detections.c.received_at_ns >= received_since_ns)
+            .order_by(t.detections.c.received_at_ns)
+        )
+        with self.engine.connect() as conn:
+            return [
+                (sensor_id, wire.Label(label), at_ns)
+                for sensor_id, label, at_ns in conn.execute(query)
+                if label in _LABELS
+            ]
+
     def ping(self) -> None:
         """Raise if the database does not answer."""
         with self.engine.connect() as conn:
@@ -363,6 +399,7 @@ class Store:
                 last_seen_ns=row["last_seen_ns"],
                 heartbeat=_heartbeat(row["heartbeat"]),
                 description=row["description"],
+                noisy_labels=_split_labels(row["noisy_labels"]),
             )
             for row in rows
         ]
@@ -415,7 +452,20 @@ def _incident(row: sa.RowMapping, members: list[tuple[str, str]]) -> wire.Incide
         status=wire.IncidentStatus(row["status"]),
         created_at_ns=row["created_at_ns"],
         n_shots=row["n_shots"],
+        priority=wire.IncidentPriority(row["priority"]),
     )
+
+
+_LABELS = frozenset(str(label) for label in wire.Label)
+
+
+def _joined(labels: Iterable[wire.Label]) -> str | None:
+    return ",".join(sorted({str(label) for label in labels})) or None
+
+
+def _split_labels(text: str | None) -> tuple[wire.Label, ...]:
+    # A class no longer in the schema is dropped rather than failing the sensor list.
+    return tuple(wire.Label(part) for part in (text or "").split(",") if part in _LABELS)
 
 
 def _stored_detection(row: sa.RowMapping) -> StoredDetection:

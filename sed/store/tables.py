@@ -27,6 +27,7 @@ sensors = sa.Table(
     sa.Column("last_seen_ns", sa.BigInteger, nullable=False),
     sa.Column("heartbeat", sa.LargeBinary, nullable=True),  # the last wire.Heartbeat, msgpack
     sa.Column("description", sa.String(200), nullable=True),  # set by an admin: where the pole stands
+    sa.Column("noisy_labels", sa.String(100), nullable=True),  # set by the fusion node: 'gunshot,scream'
 )
 
 incidents = sa.Table(
@@ -45,6 +46,8 @@ incidents = sa.Table(
     sa.Column("cov_yy_m2", sa.Float, nullable=True),
     sa.Column("n_shots", sa.Integer, nullable=False, default=1),
     sa.Column("status", sa.String(32), nullable=False, index=True),
+    # Set by the fusion node's false-alarm policy: alert | unconfirmed | suppressed.
+    sa.Column("priority", sa.String(16), nullable=False, index=True, server_default="alert"),
     sa.Column("created_at_ns", sa.BigInteger, nullable=False),
     sa.Column("updated_at_ns", sa.BigInteger, nullable=False, index=True),
 )

@@ -343,3 +343,14 @@ def test_rejectable_id_is_none_when_nothing_can_be_named(raw: object) -> None:
 @pytest.mark.parametrize("garbage", [b"", b"\x00", b"\xc1\xff", b"\x81", b"\x81\xa4type", b"\xdf\xff\xff\xff\xff"])
 def test_rejectable_id_is_none_for_junk(garbage: bytes) -> None:
     assert wire.rejectable_id(garbage) is None
+
+
+def test_an_incident_without_a_priority_decodes_as_an_alert_and_a_bad_one_is_refused() -> None:
+    # A fusion node from before the false-alarm policy sends no priority: its incidents were all alerts.
+    raw = _raw(MESSAGES[-1])
+    assert "priority" in raw
+    del raw["priority"]
+    assert wire.decode(msgspec.msgpack.encode(raw)).priority is wire.IncidentPriority.ALERT
+    raw["priority"] = "urgent"
+    with pytest.raises(WireError, match="priority"):
+        wire.decode(msgspec.msgpack.encode(raw))

@@ -25,6 +25,10 @@ def list_incidents(
     until_ns: Annotated[TimeNs | None, Query(description="Origin time before, UTC ns.")] = None,
     label: Annotated[list[wire.Label] | None, Query(description="Only these classes.")] = None,
     status: Annotated[list[wire.IncidentStatus] | None, Query(description="Only these statuses.")] = None,
+    priority: Annotated[
+        list[wire.IncidentPriority] | None,
+        Query(description="Only these priorities (alert, unconfirmed, suppressed: the false-alarm policy's)."),
+    ] = None,
     x_min_m: Annotated[SiteMetres | None, Query(description="Area: east of, m (site frame).")] = None,
     x_max_m: Annotated[SiteMetres | None, Query(description="Area: west of, m.")] = None,
     y_min_m: Annotated[SiteMetres | None, Query(description="Area: north of, m.")] = None,
@@ -40,6 +44,7 @@ def list_incidents(
         until_ns=until_ns,
         labels=label,
         statuses=status,
+        priorities=priority,
         area=None if area.is_unbounded() else area,
         limit=limit,
         offset=offset,

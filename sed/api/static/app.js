@@ -5,6 +5,14 @@
 const LABEL_NAMES = { gunshot: "Gunshot", scream: "Scream", glass_break: "Glass break" };
 const STATUS_NAMES = { new: "new", acknowledged: "acknowledged", confirmed: "confirmed", false_alarm: "false alarm" };
 const OPEN_STATUSES = new Set(["new", "acknowledged"]);
+// The fusion node's false-alarm policy: only alerts sound and flash; the others are listed muted.
+const PRIORITY_NAMES = { alert: "alert", unconfirmed: "unconfirmed", suppressed: "suppressed (storm)" };
+const PRIORITY_FILTERS = {
+  shown: (i) => i.priority !== "suppressed",
+  alert: (i) => i.priority === "alert",
+  all: () => true,
+  suppressed: (i) => i.priority === "suppressed",
+};
 const CHI2_95_2DOF = 5.991; // 95 % of a 2-D Gaussian lies inside sqrt(5.991) sigma
 const SENSOR_REFRESH_MS = 5000;
 const RECONNECT_MS = 1000;
@@ -17,6 +25,7 @@ const SCALE_BAR_PX = 30;
 const COLOURS = {
   gunshot: "#ff4d4f", scream: "#ffa940", glass_break: "#40a9ff",
   online: "#52c41a", stale: "#6b7785", clock_unsynced: "#fa8c16", silent: "#b37feb", clipping: "#ff4d4f",
+  noisy: "#d4b106", muted: "#6b7785",
 };
 
 const state = {
@@ -184,9 +193,10 @@ function handleEvent(block) {
   }
   if (kind !== "incident" || data.length === 0) return;
   const { incident } = JSON.parse(data.join("\n"));
-  const isNew = !state.incidents.has(incident.incident_id);
+  const before = state.incidents.get(incident.incident_id);
   state.incidents.set(incident.incident_id, incident);
-  if (isNew) {
+  // A new alert, or an unconfirmed incident upgraded to one (more poles heard it): alert the operator.
+  if (incident.priority === "alert" && (!before || before.priority !== "alert")) {
     state.fresh.add(incident.incident_id);
     alertOperator(incident);
   }
@@ -249,7 +259,8 @@ function whereText(incident) {
 
 function visibleIncidents() {
   const filter = $("filter-status").value;
-  const all = [...state.incidents.values()].sort((a, b) => b.origin_time_ns - a.origin_time_ns);
+  const byPriority = PRIORITY_FILTERS[$("filter-priority").value] || PRIORITY_FILTERS.shown;
+  const all = [...state.incidents.values()].filter(byPriority).sort((a, b) => b.origin_time_ns - a.origin_time_ns);
   if (filter === "all") return all;
   if (filter === "open") return all.filter((i) => OPEN_STATUSES.has(i.status));
   return all.filter((i) => i.status === filter);
@@ -262,8 +273,10 @@ function render() {
 }
 
 function renderCounts() {
-  const open = [...state.incidents.values()].filter((i) => i.status === "new").length;
-  $("counts").textContent = `${open} new incident${open === 1 ? "" : "s"}`;
+  const fresh = [...state.incidents.values()].filter((i) => i.status === "new");
+  const open = fresh.filter((i) => i.priority === "alert").length;
+  const held = fresh.length - open;
+  $("counts").textContent = `${open} new alert${open === 1 ? "" : "s"}` + (held ? ` · ${held} unconfirmed or suppressed` : "");
 }
 
 function renderList() {
@@ -275,12 +288,15 @@ function renderList() {
       if (incident.incident_id === state.selected) item.classList.add("selected");
       if (!OPEN_STATUSES.has(incident.status)) item.classList.add("reviewed");
       if (state.fresh.has(incident.incident_id)) item.classList.add("fresh");
+      if (incident.priority !== "alert") item.classList.add("muted-priority", incident.priority);
       item.append(
         el("span", { class: `bar ${incident.label}` }),
         el("span", { class: "what" }, `${LABEL_NAMES[incident.label] || incident.label}${incident.n_shots > 1 ? ` ×${incident.n_shots}` : ""}`),
         el("span", { class: "when", title: dateTimeOf(incident.origin_time_ns) }, timeOf(incident.origin_time_ns)),
         el("span", { class: "where" }, whereText(incident)),
-        el("span", { class: `status ${incident.status}` }, STATUS_NAMES[incident.status] || incident.status),
+        el("span", { class: `status ${incident.status}` },
+          (incident.priority !== "alert" ? `${PRIORITY_NAMES[incident.priority] || incident.priority} · ` : "") +
+          (STATUS_NAMES[incident.status] || incident.status)),
       );
       item.addEventListener("click", () => select(incident.incident_id));
       item.addEventListener("keydown", (e) => { if (e.key === "Enter") select(incident.incident_id); });
@@ -299,7 +315,8 @@ function renderSensors() {
       const row = el("tr", { "data-sensor": s.sensor_id });
       row.append(
         el("td", {}, s.sensor_id),
-        el("td", { class: `health ${s.status}` }, s.status.replace("_", " ")),
+        el("td", { class: `health ${s.status}`, title: s.noisy.length ? `noisy: ${s.noisy.join(", ")}` : "" },
+          s.status === "noisy" ? `noisy (${s.noisy.map((l) => LABEL_NAMES[l] || l).join(", ")})` : s.status.replace("_", " ")),
         el("td", {}, ago(s.last_seen_ns)),
         el("td", {}, s.clock_status || "–"),
         el("td", {}, s.input_rms_dbfs == null ? "–" : `${s.input_rms_dbfs.toFixed(0)} dBFS`),
@@ -436,9 +453,10 @@ function renderMap() {
     const [cx, cy] = projection.at(incident.position);
     const reviewed = !OPEN_STATUSES.has(incident.status);
     if (incident.covariance_m2 && !reviewed) map.append(ellipseOf(incident, projection, cx, cy));
+    const muted = incident.priority !== "alert";
     const dot = svg("circle", {
-      class: `incident-dot${reviewed ? " reviewed" : ""}`, cx, cy, r: 6, fill: COLOURS[incident.label],
-      "data-id": incident.incident_id,
+      class: `incident-dot${reviewed ? " reviewed" : ""}${muted ? " muted-priority" : ""}`, cx, cy, r: muted ? 5 : 6,
+      fill: muted ? COLOURS.muted : COLOURS[incident.label], "data-id": incident.incident_id,
     });
     dot.append(svg("title", {}, `${LABEL_NAMES[incident.label]} ${timeOf(incident.origin_time_ns)}`));
     dot.addEventListener("click", () => select(incident.incident_id));
@@ -498,6 +516,7 @@ async function loadDetail(incidentId, { keepPlayer }) {
     facts.push(["lat, lon", `${detail.position.lat_deg.toFixed(6)}, ${detail.position.lon_deg.toFixed(6)}`]);
   }
   facts.push(["shots", String(detail.n_shots)], ["sensors", detail.sensor_ids.join(", ")]);
+  facts.push(["priority", PRIORITY_NAMES[detail.priority] || detail.priority]);
   $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   const rows = detail.detections.map((d) => {
     const row = el("tr");
@@ -576,6 +595,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("login-form").addEventListener("submit", signIn);
   $("logout").addEventListener("click", () => signOut());
   $("filter-status").addEventListener("change", render);
+  $("filter-priority").addEventListener("change", render);
   for (const button of document.querySelectorAll("button[data-action]")) {
     button.addEventListener("click", () => review(button.dataset.action));
   }
