@@ -70,6 +70,9 @@ class OnnxBackend:
             raise ModelError(
                 f"{self.path}: metadata field 'output_name' = {meta.output_name!r}; graph has {sorted(outputs)}"
             )
+        if meta.verifier is not None:
+            self._check_head(inputs[meta.input_name].shape, outputs[meta.output_name].shape)
+            return
         in_shape = inputs[meta.input_name].shape
         if len(in_shape) != 3 or in_shape[1] != meta.frontend.n_mels:
             raise ModelError(
@@ -99,6 +102,25 @@ class OnnxBackend:
                 f"metadata fields 'window_frames'={meta.window_frames}, 'hop_frames'={meta.hop_frames} expect "
                 f"(1, {len(meta.labels)}, 2)"
             )
+
+    def _check_head(self, in_shape: list, out_shape: list) -> None:
+        """A two-stage model's head: ``(batch, n_features)`` in, ``(batch, n_labels)`` out."""
+        meta = self.metadata
+        if len(in_shape) != 2 or not isinstance(in_shape[1], int):
+            raise ModelError(
+                f"{self.path}: head input {meta.input_name!r} shape {in_shape}; expected (batch, n_features)"
+            )
+        self.n_head_features = int(in_shape[1])
+        probe = self.score_windows(np.zeros((2, self.n_head_features), np.float32))
+        if len(out_shape) != 2 or probe.shape != (2, len(meta.labels)):
+            raise ModelError(
+                f"{self.path}: head output {meta.output_name!r} shape {out_shape}; metadata field 'labels' has "
+                f"{len(meta.labels)} entries, expects (batch, {len(meta.labels)})"
+            )
+
+    def score_windows(self, features: np.ndarray) -> np.ndarray:
+        """A two-stage model's head: ``(n, n_features)`` float32 -> ``(n, n_labels)`` scores in [0, 1]."""
+        return self._session.run([self.metadata.output_name], {self.metadata.input_name: features})[0]
 
     def initial_states(self, batch: int) -> list[np.ndarray]:
         """Empty states ``(batch, channels, 0)``: the next call must bring a whole first window."""

@@ -23,7 +23,7 @@ Timing conventions (absolute sample indices since :meth:`StreamingDetector.reset
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from sed.errors import ModelError
 from sed.models.backend import OnnxBackend
 from sed.models.events import EventTracker, ScoreEvent
 from sed.models.metadata import ClassThresholds, ModelMetadata
+from sed.models.verifier import VerifiedScorer
 
 #: Seconds of onset-strength history kept per stream (bounds how far back a span may reach).
 _HISTORY_S = 8.0
@@ -89,7 +90,12 @@ class StreamingDetector:
     """
 
     def __init__(
-        self, backend: OnnxBackend, *, n_streams: int = 1, thresholds: Mapping[str, float] | None = None
+        self,
+        backend: OnnxBackend,
+        *,
+        n_streams: int = 1,
+        thresholds: Mapping[str, float] | None = None,
+        n_threads: int = 1,
     ) -> None:
         self._backend = backend
         self.metadata: ModelMetadata = backend.metadata
@@ -103,6 +109,12 @@ class StreamingDetector:
         self._history_frames = int(_HISTORY_S * meta.sample_rate_hz / meta.frontend.hop_length_samples)
         # ring buffer of recent feature frames; frame k sits in column k % history_frames
         self._history = np.zeros((n_streams, meta.frontend.n_mels, self._history_frames), np.float32)
+        # a two-stage model: the gate + YAMNet + head score windows instead of the log-mel network
+        self._verifier = (
+            VerifiedScorer(backend, n_streams=n_streams, n_threads=n_threads) if meta.verifier is not None else None
+        )
+        #: Called with every block of window scores ``(n_streams, n_labels, n_new)`` (benchmarks).
+        self.on_scores: Callable[[np.ndarray], None] | None = None
         self.reset()
 
     @classmethod
@@ -129,7 +141,7 @@ class StreamingDetector:
         if n_streams <= 0:
             raise ModelError(f"n_streams={n_streams}; expected > 0")
         backend = OnnxBackend(Path(path) if path is not None else default_model_path(), n_threads=n_threads)
-        return cls(backend, n_streams=n_streams, thresholds=thresholds)
+        return cls(backend, n_streams=n_streams, thresholds=thresholds, n_threads=n_threads)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -170,9 +182,18 @@ class StreamingDetector:
         return self._frontend.n_samples_in
 
     # ------------------------------------------------------------------ streaming
+    @property
+    def wake_counts(self) -> tuple[int, int]:
+        """Two-stage models: ``(windows scored by the gate, windows it woke)`` since reset."""
+        if self._verifier is None:
+            return (0, 0)
+        return (self._verifier.n_windows, self._verifier.n_woken)
+
     def reset(self) -> None:
         """Forget all audio and live events; sample indices restart at 0."""
         self._frontend.reset()
+        if self._verifier is not None:
+            self._verifier.reset()
         self._tracker.reset()
         self._states = self._backend.initial_states(self.n_streams)
         self._n_scores_out = 0
@@ -196,6 +217,11 @@ class StreamingDetector:
         """
         check_audio(block, n_streams=self.n_streams, where="block")
         frames = self._frontend.push(block)
+        if self._verifier is not None:
+            if frames.shape[2]:
+                self._remember(frames)
+            scores = self._verifier.push(block, frames)
+            return self._score(scores) if scores.shape[2] else []
         if frames.shape[2] == 0:
             return []
         self._remember(frames)
@@ -215,6 +241,11 @@ class StreamingDetector:
         self._features[:, :, : self._n_feat - consumed] = self._features[:, :, consumed : self._n_feat]
         self._n_feat -= consumed
         self._feat_base += consumed
+        return self._score(scores)
+
+    def _score(self, scores: np.ndarray) -> list[DetectorEvent]:
+        if self.on_scores is not None:
+            self.on_scores(scores)
         np.maximum(self._max_scores, scores.max(axis=2), out=self._max_scores)
         return self._convert(self._tracker.push(scores))
 

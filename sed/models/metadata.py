@@ -15,6 +15,7 @@ from typing import Any
 
 from sed.dsp.frontend import FrontendParams
 from sed.errors import ModelError
+from sed.models.gate import Gate
 from sed.wire import Label
 
 #: metadata_props key holding the JSON document.
@@ -51,6 +52,48 @@ class ClassThresholds:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class VerifierSpec:
+    """A two-stage model: the gate picks windows, YAMNet + this file's head score them.
+
+    Attributes
+    ----------
+    backbone : str
+        YAMNet ONNX file, relative to the detector file (``yamnet.onnx``).
+    window_samples, hop_samples : int
+        The backbone's window and hop (15,600 and 7,680 samples at 16 kHz).
+    gate : Gate
+    """
+
+    backbone: str
+    window_samples: int
+    hop_samples: int
+    gate: Gate
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "window_samples": self.window_samples,
+            "hop_samples": self.hop_samples,
+            "gate": self.gate.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, *, where: str) -> VerifierSpec:
+        fields = {"backbone", "window_samples", "hop_samples", "gate"}
+        if not isinstance(doc, dict) or set(doc) != fields:
+            got = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+            raise ModelError(f"{where}: metadata field 'verifier' has {got}; expected fields {sorted(fields)}")
+        backbone = doc["backbone"]
+        if not isinstance(backbone, str) or not backbone or "/" in backbone or "\\" in backbone:
+            raise ModelError(f"{where}: metadata field 'verifier.backbone' = {backbone!r}; expected a file name")
+        for name in ("window_samples", "hop_samples"):
+            if not isinstance(doc[name], int) or doc[name] <= 0:
+                raise ModelError(f"{where}: metadata field 'verifier.{name}' = {doc[name]!r}; expected an int > 0")
+        gate = Gate.from_dict(doc["gate"], where=f"{where}: metadata field 'verifier.gate'")
+        return cls(backbone=backbone, window_samples=doc["window_samples"], hop_samples=doc["hop_samples"], gate=gate)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelMetadata:
     """Everything the detector needs to know about a model file.
 
@@ -73,6 +116,11 @@ class ModelMetadata:
         Streaming state of each layer (inputs ``state_in_<i>``, outputs ``state_out_<i>``,
         ``(batch, channels, frames)``; empty on the first call). ``()``: a stateless model,
         given whole windows every call (the detector keeps the overlap).
+    verifier : VerifierSpec or None
+        Set for a two-stage model: then ``input_name`` takes ``(batch, 1545)`` YAMNet
+        embedding + scores and ``output_name`` gives ``(batch, n_labels)``; windows and hops
+        are the backbone's, and ``window_frames``/``hop_frames`` the front-end frames inside
+        one window and one hop (the gate's view).
     extra : dict
         Free-form provenance (training command, data, dev metrics).
     """
@@ -86,6 +134,7 @@ class ModelMetadata:
     input_name: str = "log_mel"
     output_name: str = "scores"
     state_shapes: tuple[tuple[int, int], ...] = ()
+    verifier: VerifierSpec | None = None
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -95,12 +144,16 @@ class ModelMetadata:
     @property
     def window_samples(self) -> int:
         """Audio samples under one score's window."""
+        if self.verifier is not None:
+            return self.verifier.window_samples
         p = self.frontend
         return (self.window_frames - 1) * p.hop_length_samples + p.n_fft
 
     @property
     def hop_samples(self) -> int:
         """Audio samples between consecutive scores."""
+        if self.verifier is not None:
+            return self.verifier.hop_samples
         return self.hop_frames * self.frontend.hop_length_samples
 
     def to_json(self) -> str:
@@ -117,6 +170,8 @@ class ModelMetadata:
             "thresholds": {k: dataclasses.asdict(v) for k, v in self.thresholds.items()},
             "extra": dict(self.extra),
         }
+        if self.verifier is not None:
+            doc["verifier"] = self.verifier.to_dict()
         return json.dumps(doc, sort_keys=True)
 
     @classmethod
@@ -134,7 +189,7 @@ class ModelMetadata:
         missing = [name for name in required if name not in doc]
         if missing:
             raise ModelError(f"{where}: metadata lacks field(s) {missing}")
-        known = {*required, "format", "input_name", "output_name", "state_shapes", "extra"}
+        known = {*required, "format", "input_name", "output_name", "state_shapes", "verifier", "extra"}
         unknown = sorted(set(doc) - known)
         if unknown:
             raise ModelError(f"{where}: unknown metadata field(s) {unknown}")
@@ -174,8 +229,9 @@ class ModelMetadata:
             input_name=str(doc.get("input_name", "log_mel")),
             output_name=str(doc.get("output_name", "scores")),
             state_shapes=tuple((int(c), int(f)) for c, f in shapes),
+            verifier=VerifierSpec.from_dict(doc["verifier"], where=where) if "verifier" in doc else None,
             extra=dict(doc.get("extra", {})),
         )
 
 
-__all__ = ["METADATA_FORMAT", "METADATA_KEY", "ClassThresholds", "ModelMetadata"]
+__all__ = ["METADATA_FORMAT", "METADATA_KEY", "ClassThresholds", "ModelMetadata", "VerifierSpec"]

@@ -116,3 +116,27 @@ def test_bench_detect_with_the_yamnet_baseline(tmp_path: Path) -> None:
     report = json.loads(out_file.read_text())
     assert report["n_files"] == 8
     assert "yamnet" in json.dumps(report["per_class"])
+
+
+@pytest.mark.data
+def test_cross_source_benchmark_smoke_checks_the_targets(tmp_path: Path) -> None:
+    out_file = tmp_path / "cross_source.json"
+    out = _run(
+        sys.executable, "benchmarks/cross_source.py", "--smoke", "--cache-dir", str(tmp_path), "--out", str(out_file)
+    )
+    report = json.loads(out_file.read_text())
+    assert report["git_commit"] and report["families_held_out"] == ["assaf", "tuantje"]
+    assert "recall_by_family" in report["per_class"]["glass_break"] and "yamnet" in report["per_class"]["glass_break"]
+    assert set(report["targets"]) == {"gunshot", "scream", "glass_break", "false_alarms"}
+    assert out_file.with_suffix(".png").stat().st_size > 10_000
+    assert "YAMNet F1" in out
+
+
+@pytest.mark.data
+def test_detector_cost_benchmark_smoke_reports_the_ratio_to_yamnet(tmp_path: Path) -> None:
+    out_file = tmp_path / "detector_cost.json"
+    out = _run(sys.executable, "benchmarks/detector_cost.py", "--smoke", "--out", str(out_file))
+    report = json.loads(out_file.read_text())
+    assert report["git_commit"] and report["audio"]["seconds"] == pytest.approx(20.0)
+    assert report["yamnet_over_sed"] > 0 and 0.0 <= report["wake_rate"] <= 1.0
+    assert "YAMNet / sed" in out

@@ -1,10 +1,10 @@
-"""``sed train``: train the event classifier on the shared clips and export ONNX.
+"""``sedcity train --tcnn``: the single-stage log-mel network (``sed-tcnn-v8``, shipped until v9).
 
 Fits on the manifest's ``train`` split only; the ``dev`` split picks the epoch and the
 per-class thresholds. Needs the ``train`` extra (``pip install torch==2.13.0``)::
 
-    sedcity train                     # reproduces sed/models/sed_detector.onnx
-    sedcity train --epochs 2 --steps 5 --out /tmp/smoke.onnx
+    sedcity train --tcnn --out /tmp/tcnn.onnx
+    sedcity train --tcnn --epochs 2 --steps 5 --out /tmp/smoke.onnx
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", type=Path, default=None, help="events folder with manifest.csv (default: ../shared/data/events)"
     )
+    parser.add_argument("--tcnn", action="store_true", help="train the single-stage log-mel network (this command)")
     parser.add_argument("--out", type=Path, default=default_model_path(), help="ONNX file to write")
     parser.add_argument(
         "--cache-dir",
@@ -49,7 +50,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str], *, prog: str = "sedcity train") -> int:
+def main(argv: list[str], *, prog: str = "sedcity train --tcnn") -> int:
     args = _parser(prog).parse_args(argv)
     try:
         import torch

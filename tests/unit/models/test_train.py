@@ -108,6 +108,7 @@ def test_sed_train_smoke_run_writes_a_loadable_model(tiny_corpus: Path, tmp_path
     out = tmp_path / "smoke.onnx"
     code = main(
         [
+            "--tcnn",
             "--data",
             str(tiny_corpus),
             "--epochs",
