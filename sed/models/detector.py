@@ -12,7 +12,7 @@ Timing conventions (absolute sample indices since :meth:`StreamingDetector.reset
   window confirming it, with a search span ``[search_start_sample, search_stop_sample)``:
   the *rise window* — where the unbroken run of scores above a tenth of ``on`` that led to
   the event began, i.e. where the sound entered the window (often the first window above
-  ``on``; earlier when scores dip between the shots of a burst) — widened by two hops to
+  ``on``; earlier when scores dip between the shots of a burst) — widened by 0.32 s to
   the left and cut to 1.5 s (1.47 s for the shipped model); ``onset_sample`` is the
   earliest frame in that span whose spectral flux reaches half the span's largest;
 - when an event ends, :meth:`~StreamingDetector.pop_finished` returns it again with
@@ -37,8 +37,9 @@ from sed.models.verifier import VerifiedScorer
 
 #: Seconds of onset-strength history kept per stream (bounds how far back a span may reach).
 _HISTORY_S = 8.0
-#: Hops the search span reaches before the rise window (sounds that build up).
-_SPAN_LEFT_HOPS = 2
+#: How far the search span reaches before the rise window, s (sounds that build up; two hops
+#: of the single-stage model, a third of a window of the two-stage one).
+_SPAN_LEFT_S = 0.32
 #: Longest search span handed to the arrival-time picker, s (the sound entered the rise window
 #: from its right edge, so a long window is cut from the left).
 _MAX_SPAN_S = 1.5
@@ -314,7 +315,8 @@ class StreamingDetector:
                 self._finish(ev)
                 continue
             stop = ev.rise_index * meta.hop_samples + meta.window_samples
-            start = max(0, (ev.rise_index - _SPAN_LEFT_HOPS) * meta.hop_samples, stop - self._max_span_samples)
+            left = int(_SPAN_LEFT_S * meta.sample_rate_hz)
+            start = max(0, ev.rise_index * meta.hop_samples - left, stop - self._max_span_samples)
             event = DetectorEvent(
                 stream_index=ev.stream_index,
                 label=meta.labels[ev.class_index],

@@ -48,6 +48,15 @@ class VerifiedScorer:
                 f"{backend.path}: metadata field 'verifier.gate' has {self._gate.n_features} weights; "
                 f"expected {4 * meta.frontend.n_mels} (4 statistics x {meta.frontend.n_mels} mel bands)"
             )
+        frame_hop = meta.frontend.hop_length_samples
+        in_window = (spec.window_samples - meta.frontend.n_fft) // frame_hop + 1
+        if meta.hop_frames * frame_hop != spec.hop_samples or meta.window_frames != in_window:
+            raise ModelError(
+                f"{backend.path}: metadata fields 'hop_frames' = {meta.hop_frames}, 'window_frames' = "
+                f"{meta.window_frames} disagree with 'verifier.hop_samples' = {spec.hop_samples} and "
+                f"'verifier.window_samples' = {spec.window_samples} (frames of {frame_hop} samples: expected "
+                f"{spec.hop_samples / frame_hop:g} and {in_window})"
+            )
         backbone = backend.path.with_name(spec.backbone)
         self._yamnet = YamnetOnnx.from_file(backbone, n_threads=n_threads)
         self.n_streams = n_streams
