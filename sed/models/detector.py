@@ -180,7 +180,7 @@ class StreamingDetector:
     @property
     def n_samples_pushed(self) -> int:
         """Samples pushed per stream since reset."""
-        return self._frontend.n_samples_in
+        return self._frontend.n_samples_in + self._n_held
 
     # ------------------------------------------------------------------ streaming
     @property
@@ -193,6 +193,10 @@ class StreamingDetector:
     def reset(self) -> None:
         """Forget all audio and live events; sample indices restart at 0."""
         self._frontend.reset()
+        # a two-stage model scores once per window: blocks wait here until one completes, so
+        # the front end runs once per window, not once per (short) block
+        self._held: list[np.ndarray] = []
+        self._n_held = 0
         if self._verifier is not None:
             self._verifier.reset()
         self._tracker.reset()
@@ -217,12 +221,20 @@ class StreamingDetector:
         list of DetectorEvent (``offset_sample`` is ``None``), in order of confirmation
         """
         check_audio(block, n_streams=self.n_streams, where="block")
-        frames = self._frontend.push(block)
         if self._verifier is not None:
+            if block.shape[1]:
+                self._held.append(np.array(block, dtype=np.float32, copy=True))
+                self._n_held += block.shape[1]
+            if self._frontend.n_samples_in + self._n_held < self._verifier.next_window_end_sample:
+                return []
+            audio = self._held[0] if len(self._held) == 1 else np.concatenate(self._held, axis=1)
+            self._held, self._n_held = [], 0
+            frames = self._frontend.push(audio)
             if frames.shape[2]:
                 self._remember(frames)
-            scores = self._verifier.push(block, frames)
+            scores = self._verifier.push(audio, frames)
             return self._score(scores) if scores.shape[2] else []
+        frames = self._frontend.push(block)
         if frames.shape[2] == 0:
             return []
         self._remember(frames)

@@ -72,6 +72,11 @@ class VerifiedScorer:
         self.n_windows = 0
         self.n_woken = 0
 
+    @property
+    def next_window_end_sample(self) -> int:
+        """Samples a stream must have delivered before the next window can be scored."""
+        return self._next_window * self._hop_samples + self._window_samples
+
     def push(self, block: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """Add audio and its front-end frames; score the windows they complete.
 
