@@ -45,7 +45,7 @@ class TrainConfig:
     crop_scores: int = 19  # windows per training crop (about 4 s)
     learning_rate: float = 3e-3
     weight_decay: float = 1e-3
-    seed: int = 20261122  # the shipped model (20261121 scored lower on dev; see MODEL_CARD.md)
+    seed: int = 20261122  # the shipped model (20261121 scored lower on dev; see docs/model-card-tcnn-v8.md)
     ema_decay: float = 0.998
     max_masked_mels: int = 8
     mine_every_epochs: int = 3  # re-weight negative training clips by the model's errors (0: never)
