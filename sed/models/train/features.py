@@ -3,7 +3,7 @@
 Every clip is cut into YAMNet windows (0.975 s every 0.48 s from the clip's first sample,
 the last one padded with silence) and, per window, we keep the gate's log-mel statistics
 (:func:`sed.models.gate.window_statistics`) and YAMNet's 1024-d embedding and 521 scores
-(the shipped ``yamnet.onnx``, i.e. what the pole computes). Each clip is also seen
+(the shipped ``yamnet.onnx`` on the level-normalised window, i.e. what the pole computes). Each clip is also seen
 band-limited to 4 kHz (resampled to 8 kHz and back), as an 8 kHz microphone or a distant
 source would deliver it: the model must not learn "no high band" = "not an event".
 """
@@ -21,10 +21,13 @@ from tqdm import tqdm
 from sed.dsp.frontend import FrontendParams, log_mel
 from sed.models.gate import window_statistics
 from sed.models.train.data import ClipAudio
+from sed.models.verifier import level_normalise
 from sed.models.yamnet import EMBEDDING_SIZE, HOP_SAMPLES, N_CLASSES, SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetOnnx
 
 #: Versions of every clip: as recorded, and band-limited to 4 kHz.
 VARIANTS = ("full", "8k")
+#: Bump when what a window's features mean changes (the cache file name carries it).
+FEATURES_VERSION = 2
 #: Width of the head's input: embedding then scores.
 HEAD_FEATURES = EMBEDDING_SIZE + N_CLASSES
 
@@ -90,7 +93,7 @@ def window_features(data: ClipAudio, *, cache: Path | None, yamnet: YamnetOnnx |
         raise ValueError(f"features need {SAMPLE_RATE_HZ} Hz clips, got {data.sample_rate_hz}")
     if cache is not None:
         key = hashlib.sha1("\n".join(c.path for c in data.clips).encode()).hexdigest()[:16]
-        cache = cache / f"window_features_{key}.npz"
+        cache = cache / f"window_features_{FEATURES_VERSION}_{key}.npz"
         if cache.is_file():
             with np.load(cache) as stored:
                 return WindowFeatures(stored["clip_index"], stored["variant"], stored["head"], stored["gate"])
@@ -102,7 +105,7 @@ def window_features(data: ClipAudio, *, cache: Path | None, yamnet: YamnetOnnx |
         for v, name in enumerate(VARIANTS):
             wave = data.waveform(i) if name == "full" else band_limit(data.waveform(i))
             windows = clip_windows(wave)
-            scores, embedding = yamnet.run(np.ascontiguousarray(windows))
+            scores, embedding = yamnet.run(level_normalise(np.ascontiguousarray(windows)))
             padded = np.zeros((len(windows) - 1) * HOP_SAMPLES + WINDOW_SAMPLES, np.float32)
             padded[: len(wave)] = wave
             frames = log_mel(padded[None, :], params)[0]
