@@ -150,7 +150,7 @@ def test_missing_or_foreign_model_files_raise_model_error(tmp_path: Path) -> Non
 @pytest.mark.data
 def test_dev_live_fire_shots_are_detected_with_a_span_around_a_loud_arrival(data_dir: Path) -> None:
     """Pittsburgh FP4 (dev) recordings, 45-500 m from the shooter: the shipped model finds
-    some shots (8 of 18 when measured), and the search span it hands the arrival-time picker
+    some shots (9 of 18 when measured), and the search span it hands the arrival-time picker
     holds a loud arrival (within 6 dB of the recording's peak)."""
     from sed.dsp.audio_io import read_audio
     from sed.models.train.data import read_manifest
