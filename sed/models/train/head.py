@@ -9,7 +9,9 @@ affordable: every fold refits both from scratch.
   is somewhere in the clip), so the loss is multiple-instance: for a clip of class ``c`` the
   *highest* window score of ``c`` must be high; for every other class, every window must be
   low (mean over the clip's windows) and so must its highest. Clips are weighted by
-  1/sqrt(clips of their source family and label), so no one family dominates.
+  1/sqrt(clips of their source family and label), so no one family dominates. The exported
+  score is the geometric mean of the head's and YAMNet's own score of the class
+  (:data:`PRIOR_CLASSES`).
 * **Gate:** a loudness floor on the window's log-mel statistics
   (:func:`sed.models.gate.window_statistics`) set below the quietest event in the training
   clips: quiet windows (a night street) skip YAMNet.
