@@ -71,10 +71,13 @@ DEFAULT_SENSORS = [
     ("pole-05", 105.0, 178.0),
     ("pole-06", -5.0, 165.0),
 ]
-#: (label, fraction of the scene duration, x_m, y_m, peak level at 10 m in dBFS).
+#: (label, fraction of the scene duration, x_m, y_m, peak level at 10 m in dBFS). Not to scale
+#: (a real gunshot is some 30 dB louder than a scream): every scripted sound is set to reach at
+#: least two poles clearly above the shipped detector's thresholds, so the demo shows the whole
+#: chain; how level and distance affect detection is measured in benchmarks/city.py.
 DEFAULT_EVENTS = [
     ("gunshot", 0.08, 60.0, 50.0, 0.0),
-    ("scream", 0.35, 170.0, 120.0, -10.0),
+    ("scream", 0.35, 170.0, 120.0, -3.0),
     ("glass_break", 0.60, 100.0, 95.0, -10.0),
     ("gunshot", 0.82, 185.0, 40.0, 0.0),
 ]
