@@ -95,7 +95,8 @@ def run_folds(
     yamnet = YamnetScorer() if with_yamnet else None
     outcomes: list[ClipOutcome] = []
     extra = np.asarray(extra_train if extra_train is not None else [], np.int64)
-    own = [c for i, c in enumerate(clips) if i not in set(extra.tolist())]
+    is_extra = set(extra.tolist())
+    own = [c for i, c in enumerate(clips) if i not in is_extra]
     held_out = [f for f in families(own) if only is None or f in only]
     unknown = sorted(set(only or ()) - set(families(own)))
     if unknown:
@@ -110,7 +111,7 @@ def run_folds(
             placeholder = {label: ClassThresholds(on=0.5, off=0.4) for label in LABELS}
             export(fitted, path, version=f"fold-{family}", thresholds=placeholder, extra={})
             detector = StreamingDetector.from_file(path)
-            test = [i for i in np.flatnonzero(family_of == family) if i not in set(extra.tolist())]
+            test = [i for i in np.flatnonzero(family_of == family) if i not in is_extra]
             for i in tqdm(test, desc=f"held out: {family}", file=sys.stderr):
                 outcomes.append(_stream_clip(root, clips[i], i, family, detector, yamnet))
     return outcomes

@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sed.errors import ModelError
 from sed.models.metadata import METADATA_KEY, ModelMetadata
+
+
+def open_session(path: Path, *, n_threads: int, config: dict[str, str] | None = None) -> Any:
+    """One onnxruntime CPU session: ``n_threads`` intra-op threads, sequential, all graph
+    optimisations, quiet; ``config`` adds session config entries.
+
+    Raises
+    ------
+    ModelError
+        onnxruntime is missing, ``n_threads < 1``, or the file is missing or not loadable
+        (the message names the file).
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise ModelError("onnxruntime is not installed; pip install onnxruntime") from exc
+    if n_threads < 1:
+        raise ModelError(f"n_threads={n_threads}; expected >= 1")
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = n_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
 
 
 class OnnxBackend:
@@ -29,24 +62,7 @@ class OnnxBackend:
     """
 
     def __init__(self, path: Path, *, n_threads: int = 1) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - a declared dependency
-            raise ModelError("onnxruntime is not installed; pip install onnxruntime") from exc
-        if n_threads < 1:
-            raise ModelError(f"n_threads={n_threads}; expected >= 1")
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = n_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
+        self._session = open_session(path, n_threads=n_threads)
         props = self._session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in props:
             raise ModelError(f"{path}: metadata_props lacks key {METADATA_KEY!r}; not a sed model")
@@ -150,4 +166,4 @@ class OnnxBackend:
         return outputs[0], outputs[1:]
 
 
-__all__ = ["OnnxBackend"]
+__all__ = ["OnnxBackend", "open_session"]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sed.errors import ModelError
+from sed.models.backend import open_session
 
 SAMPLE_RATE_HZ = 16000
 #: One YAMNet window: 0.975 s at 16 kHz (96 frames of 25 ms every 10 ms).
@@ -81,26 +82,12 @@ class YamnetOnnx:
             input/outputs are not ``waveform (n, 15600)`` -> ``scores (n, 521)``,
             ``embedding (n, 1024)`` (the message names the file and the field).
         """
-        import onnxruntime as ort
-
         path = default_yamnet_path() if path is None else Path(path)
-        if n_threads < 1:
-            raise ModelError(f"n_threads={n_threads}; expected >= 1")
         if not path.is_file():
             raise ModelError(f"{path}: YAMNet ONNX file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = n_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # The weights are stored int8 behind DequantizeLinear; with QDQ handling off, onnxruntime
         # folds them to float32 once at load instead of dequantising 3.7 M weights every call.
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
+        session = open_session(path, n_threads=n_threads, config={"session.disable_quant_qdq": "1"})
         props = session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in props:
             raise ModelError(f"{path}: metadata_props lacks key {METADATA_KEY!r}; not a sed YAMNet model")

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,21 +87,28 @@ def _api(base: str, path: str, token: str | None = None, body: dict | None = Non
         return json.loads(response.read())
 
 
+def operator_logged_in(pw: Any, server: Server) -> tuple[Any, Any, list[str]]:
+    """Chromium on the dashboard, logged in as the operator, live feed on and the poles listed;
+    page errors collect in the returned list."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    page = browser.new_page(viewport={"width": 1920, "height": 1080})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.api_url)
+    page.fill("#login-user", OPERATOR)
+    page.fill("#login-password", OPERATOR_PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("#live-state.on", timeout=10_000)
+    page.wait_for_selector("#sensor-table tbody tr[data-sensor='pole-c']", timeout=10_000)
+    return browser, page, errors
+
+
 def test_operator_sees_a_live_incident_plays_the_clip_and_marks_it_false_alarm(
     city: tuple[Server, SimulatedSensors],
 ) -> None:
     server, sensors = city
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1920, "height": 1080})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(server.api_url)
-        page.fill("#login-user", OPERATOR)
-        page.fill("#login-password", OPERATOR_PASSWORD)
-        page.click("#login-submit")
-        page.wait_for_selector("#live-state.on", timeout=10_000)
-        page.wait_for_selector("#sensor-table tbody tr[data-sensor='pole-c']", timeout=10_000)
+        browser, page, errors = operator_logged_in(pw, server)
         page.evaluate("window.__sameDocument = true")  # gone if the page reloads
 
         sensors.emit(wire.Label.GUNSHOT, (120.0, 60.0, 1.5), emission_ns=time.time_ns() - 800_000_000)

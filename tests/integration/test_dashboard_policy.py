@@ -12,11 +12,8 @@ from sed import wire
 from sed.api.simulate import SimulatedSensors
 from sed.server import Server
 from tests.integration.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    OPERATOR,
-    OPERATOR_PASSWORD,
     city,  # noqa: F401  (the fixture)
+    operator_logged_in,
     playwright_api,
 )
 
@@ -28,16 +25,7 @@ def test_unconfirmed_incidents_are_muted_and_filterable_and_noisy_poles_flagged(
 ) -> None:
     server, sensors = city
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1920, "height": 1080})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(server.api_url)
-        page.fill("#login-user", OPERATOR)
-        page.fill("#login-password", OPERATOR_PASSWORD)
-        page.click("#login-submit")
-        page.wait_for_selector("#live-state.on", timeout=10_000)
-        page.wait_for_selector("#sensor-table tbody tr[data-sensor='pole-c']", timeout=10_000)
+        browser, page, errors = operator_logged_in(pw, server)
 
         sensors.emit(wire.Label.SCREAM, (10.0, 10.0, 1.5), score=0.5, sensor_ids=["pole-a"], with_clips=False)
         row = page.wait_for_selector("#incident-list li.incident.muted-priority", timeout=15_000)

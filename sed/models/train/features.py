@@ -79,12 +79,16 @@ class WindowFeatures:
         )
 
 
+def _padded(wave: np.ndarray) -> np.ndarray:
+    """``wave`` with silence up to the end of its last window."""
+    padded = np.zeros((n_windows(len(wave)) - 1) * HOP_SAMPLES + WINDOW_SAMPLES, np.float32)
+    padded[: len(wave)] = wave
+    return padded
+
+
 def clip_windows(wave: np.ndarray) -> np.ndarray:
     """``(n_windows, WINDOW_SAMPLES)`` windows of one clip, zero-padded at the end."""
-    n = n_windows(len(wave))
-    padded = np.zeros((n - 1) * HOP_SAMPLES + WINDOW_SAMPLES, np.float32)
-    padded[: len(wave)] = wave
-    return np.lib.stride_tricks.sliding_window_view(padded, WINDOW_SAMPLES)[::HOP_SAMPLES]
+    return np.lib.stride_tricks.sliding_window_view(_padded(wave), WINDOW_SAMPLES)[::HOP_SAMPLES]
 
 
 def window_features(data: ClipAudio, *, cache: Path | None, yamnet: YamnetOnnx | None = None) -> WindowFeatures:
@@ -104,10 +108,9 @@ def window_features(data: ClipAudio, *, cache: Path | None, yamnet: YamnetOnnx |
     for i in tqdm(range(len(data)), desc="window features"):
         for v, name in enumerate(VARIANTS):
             wave = data.waveform(i) if name == "full" else band_limit(data.waveform(i))
-            windows = clip_windows(wave)
+            padded = _padded(wave)
+            windows = np.lib.stride_tricks.sliding_window_view(padded, WINDOW_SAMPLES)[::HOP_SAMPLES]
             scores, embedding = yamnet.run(level_normalise(np.ascontiguousarray(windows)))
-            padded = np.zeros((len(windows) - 1) * HOP_SAMPLES + WINDOW_SAMPLES, np.float32)
-            padded[: len(wave)] = wave
             frames = log_mel(padded[None, :], params)[0]
             stacked = np.stack([frames[:, k * per_hop : k * per_hop + per_window] for k in range(len(windows))])
             parts["clip_index"].append(np.full(len(windows), i, np.int32))

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sed.models.gate import Gate
-from sed.models.metadata import METADATA_KEY, ClassThresholds, ModelMetadata, VerifierSpec
+from sed.models.metadata import ClassThresholds, ModelMetadata, VerifierSpec
 from sed.models.train.data import Clip
 from sed.models.train.features import HEAD_FEATURES, WindowFeatures, gate_frames
+from sed.models.train.net import export_with_metadata
 from sed.models.yamnet import EMBEDDING_SIZE, HOP_SAMPLES, WINDOW_SAMPLES, default_yamnet_path
 
 #: Labels of the detector, in output order.
@@ -226,8 +226,6 @@ def export(
     hop_samples: int = VERIFY_HOP_SAMPLES,
 ) -> None:
     """Write the head as ONNX with its metadata; ``yamnet.onnx`` must sit (or be linked) beside it."""
-    import onnx
-
     from sed.dsp.frontend import FrontendParams
 
     per_window, _ = gate_frames()
@@ -249,27 +247,16 @@ def export(
         ),
         extra=extra,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            fitted.head.eval(),
-            (torch.zeros(1, HEAD_FEATURES),),
-            str(tmp),
-            input_names=["features"],
-            output_names=["scores"],
-            dynamic_axes={"features": {0: "batch"}, "scores": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    proto = onnx.load(str(tmp))
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, metadata.to_json()
-    proto.producer_name = "sed.models.train.head"
-    onnx.save(proto, str(path))
-    tmp.unlink()
+    export_with_metadata(
+        fitted.head.eval(),
+        (torch.zeros(1, HEAD_FEATURES),),
+        path,
+        metadata=metadata,
+        input_names=["features"],
+        output_names=["scores"],
+        dynamic_axes={"features": {0: "batch"}, "scores": {0: "batch"}},
+        producer="sed.models.train.head",
+    )
     backbone = path.with_name(default_yamnet_path().name)
     if not backbone.exists():
         backbone.symlink_to(default_yamnet_path())

@@ -152,7 +152,6 @@ def export_onnx(model: TemporalCnn, metadata: ModelMetadata, path: Path) -> None
     Inputs ``log_mel`` and ``state_in_<i>``; outputs ``scores`` and ``state_out_<i>``, with
     ``metadata.state_shapes`` listing each state's (channels, frames).
     """
-    import onnx
 
     model = model.eval()
     shapes = model.state_shapes
@@ -165,17 +164,43 @@ def export_onnx(model: TemporalCnn, metadata: ModelMetadata, path: Path) -> None
     dynamic = {metadata.input_name: {0: "batch", 2: "n_frames"}, metadata.output_name: {0: "batch", 2: "n_scores"}}
     dynamic.update({name: {0: "batch", 2: f"{name}_frames"} for name in in_names})
     dynamic.update({name: {0: "batch"} for name in out_names})
+    export_with_metadata(
+        _StepModule(model).eval(),
+        (example, *states),
+        path,
+        metadata=metadata,
+        input_names=[metadata.input_name, *in_names],
+        output_names=[metadata.output_name, *out_names],
+        dynamic_axes=dynamic,
+        producer="sed.models.train",
+    )
+
+
+def export_with_metadata(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    *,
+    metadata: ModelMetadata,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict,
+    producer: str,
+) -> None:
+    """``torch.onnx.export`` (opset 17) to ``path`` with ``metadata`` as ``metadata_props["sed"]``."""
+    import onnx
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _StepModule(model).eval(),
-            (example, *states),
+            module,
+            example,
             str(tmp),
-            input_names=[metadata.input_name, *in_names],
-            output_names=[metadata.output_name, *out_names],
-            dynamic_axes=dynamic,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
             opset_version=17,
             dynamo=False,
         )
@@ -183,9 +208,9 @@ def export_onnx(model: TemporalCnn, metadata: ModelMetadata, path: Path) -> None
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata.to_json()
-    proto.producer_name = "sed.models.train"
+    proto.producer_name = producer
     onnx.save(proto, str(path))
     tmp.unlink()
 
 
-__all__ = ["NetConfig", "TemporalCnn", "TorchLogMel", "export_onnx"]
+__all__ = ["NetConfig", "TemporalCnn", "TorchLogMel", "export_onnx", "export_with_metadata"]
