@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-system.sh
 python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e ".[dev,yamnet,postgres,train]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".[dev,yamnet,postgres,train,bench,coverage]"
 # A throwaway PostgreSQL server for the store tests (they also run on SQLite); stopped on exit.
 eval "$(scripts/start-postgres.sh)"
 trap 'scripts/start-postgres.sh --stop' EXIT
