@@ -30,6 +30,7 @@ from sed.bench.report import provenance  # noqa: E402
 from sed.models.train.data import load_clips, read_manifest  # noqa: E402
 from sed.models.train.features import window_features  # noqa: E402
 from sed.models.train.head import HeadConfig  # noqa: E402
+from sed.parallel import Engine, add_engine_arguments  # noqa: E402
 from sed.paths import shared_data_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clips", type=int, default=None, help="clips per family, label and split")
     parser.add_argument("--steps", type=int, default=None, help="head optimiser steps")
     parser.add_argument("--smoke", action="store_true", help="two families, 6 clips per cell, 20 steps")
+    add_engine_arguments(parser)
     args = parser.parse_args(argv)
     if args.smoke:
         args.families = args.families or "assaf,tuantje"
@@ -133,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     data = load_clips(root, clips, sample_rate_hz=16000, cache_dir=args.cache_dir)
     features = window_features(data, cache=args.cache_dir)
     only = args.families.split(",") if args.families else None
-    outcomes = run_folds(root, clips, features, config, only=only)
+    with Engine(workers=args.workers, scheduler=args.scheduler) as engine:
+        outcomes = run_folds(root, clips, features, config, only=only, engine=engine)
+        run_by = engine.provenance()
     thresholds = choose_thresholds(outcomes)
     summary = summarise(outcomes, thresholds)
     report = {
         **provenance("python benchmarks/cross_source.py " + " ".join(argv if argv is not None else sys.argv[1:])),
+        "run_by": run_by,
         "config": dataclasses.asdict(config),
         "families_held_out": sorted({o.family for o in outcomes}),
         **summary,

@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str] | dict[str, tuple[str, str]]] = {
     "bench": {
         "detect": ("sed.bench.detect", "score detectors on a clip manifest or annotated recordings"),
         "localize": ("sed.bench.localize", "score localisation on the Pittsburgh live-fire recordings"),
-        "snr-curve": ("sed.bench.snr_curve", "measure the detector's P(detect) per class at stepped SNRs (for planning)"),
+        "snr-curve": ("sed.bench.snr_curve", "the detector's P(detect) per class at stepped SNRs (for planning)"),
     },
     "coverage": {
         "plan": ("sed.coverage.plan", "plan sensor coverage of a district; pick the next sites to mount"),

@@ -10,68 +10,101 @@ model does not have) give the false alarms per hour.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from sed.bench.metrics import average_precision, best_f1, decision_counts
 from sed.bench.report import plot_false_alarms, plot_negative_margins, plot_pr_curves, table
-from sed.bench.runner import SignalChunks, run_streams, yamnet_detections
+from sed.bench.runner import ScorerSpec, SedRun, SignalChunks, YamnetRun, run_streams, yamnet_detections
 from sed.bench.yamnet import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
 from sed.dsp.audio_io import stream_audio
 from sed.errors import AudioFormatError, ConfigError
 from sed.models import StreamingDetector
 from sed.models.train.data import Clip, read_manifest
+from sed.parallel import Engine
 
 #: Silence streamed before each clip, s.
 CLIP_LEAD_S = 0.5
 
 
+@dataclasses.dataclass(frozen=True)
+class ClipTask:
+    """One clip to stream: an absolute path, the silence around it and the push size, samples."""
+
+    path: str
+    lead_samples: int
+    tail_samples: int
+    chunk_samples: int
+
+
+@dataclasses.dataclass
+class ClipResult:
+    run: SedRun | None
+    yamnet: YamnetRun | None
+    n_signal_samples: int
+    error: str | None = None  # the file could not be read: named and skipped
+
+
+def score_clip(task: ClipTask, *, spec: ScorerSpec) -> ClipResult:
+    """Stream one clip through the detectors of ``spec`` (built once per process); a task of the run."""
+    detector, yamnet = spec.build()
+    signal = SignalChunks(
+        stream_audio(task.path, sample_rate_hz=SAMPLE_RATE_HZ),
+        lead_samples=task.lead_samples,
+        tail_samples=task.tail_samples,
+        chunk_samples=task.chunk_samples,
+    )
+    try:
+        run, yrun = run_streams(detector, yamnet, signal, origin_samples=task.lead_samples)
+    except AudioFormatError as exc:
+        return ClipResult(None, None, 0, error=str(exc))
+    return ClipResult(run, yrun, signal.n_signal_samples)
+
+
 def evaluate_clips(
     manifest: Path,
     split: str | None,
-    detector: StreamingDetector,
-    yamnet: YamnetScorer | None,
+    spec: ScorerSpec,
+    engine: Engine,
     *,
     chunk_s: float,
     limit: int | None,
 ) -> dict[str, Any]:
+    """Score every clip of the manifest (each clip one task of ``engine``)."""
     clips = _read_manifest(manifest, split)[:limit]
     if not clips:
         raise ConfigError(f"{manifest}: no rows" + (f" with split_hint={split!r}" if split else ""))
+    detector, yamnet = spec.build()
     labels = detector.labels
     lead = int(CLIP_LEAD_S * SAMPLE_RATE_HZ)
     tail = max(detector.metadata.window_samples, WINDOW_SAMPLES)
     chunk = max(1, int(chunk_s * SAMPLE_RATE_HZ))
+    root = manifest.parent.resolve()
+    tasks = [ClipTask(str(root / clip.path), lead, tail, chunk) for clip in clips]
+    results = engine.map(score_clip, tasks, desc="clips", shared={"spec": spec})
     files: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     yamnet_runs = []
     cpu = {"sed": 0.0, "yamnet": 0.0}
     audio_s = 0.0
-    for clip in tqdm(clips, desc="clips", file=sys.stderr):
-        signal = SignalChunks(
-            stream_audio(manifest.parent / clip.path, sample_rate_hz=SAMPLE_RATE_HZ),
-            lead_samples=lead,
-            tail_samples=tail,
-            chunk_samples=chunk,
-        )
-        try:
-            run, yrun = run_streams(detector, yamnet, signal, origin_samples=lead)
-        except AudioFormatError as exc:
-            print(f"skipped: {exc}", file=sys.stderr)
-            skipped.append({"path": clip.path, "error": str(exc)})
+    for clip, result in zip(clips, results, strict=True):
+        if result.run is None:
+            print(f"skipped: {result.error}", file=sys.stderr)
+            skipped.append({"path": clip.path, "error": str(result.error)})
             continue
-        audio_s += (lead + signal.n_signal_samples + tail) / SAMPLE_RATE_HZ
+        run, yrun = result.run, result.yamnet
+        audio_s += (lead + result.n_signal_samples + tail) / SAMPLE_RATE_HZ
         cpu["sed"] += run.cpu_s
         entry: dict[str, Any] = {
             "path": clip.path,
             "label": clip.label,
             "source": clip.source,
             "subclass": clip.subclass,
-            "duration_s": signal.n_signal_samples / SAMPLE_RATE_HZ,
+            "duration_s": result.n_signal_samples / SAMPLE_RATE_HZ,
             "sed": {"max_scores": run.max_scores, "detections": [vars(d) for d in run.detections]},
         }
         if yamnet is not None and yrun is not None:
@@ -383,4 +416,4 @@ def plots(report: dict[str, Any], folder: Path, stem: str) -> list[str]:
     return [str(pr_path), str(fa_path)]
 
 
-__all__ = ["CLIP_LEAD_S", "evaluate_clips", "plots"]
+__all__ = ["CLIP_LEAD_S", "ClipResult", "ClipTask", "evaluate_clips", "plots", "score_clip"]

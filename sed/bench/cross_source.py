@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from sed.bench.runner import SignalChunks, run_streams
 from sed.bench.yamnet import CLASS_GROUPS, SAMPLE_RATE_HZ, YamnetScorer
@@ -35,7 +32,8 @@ from sed.models.events import EventTracker
 from sed.models.metadata import ClassThresholds
 from sed.models.train.data import Clip
 from sed.models.train.features import WindowFeatures
-from sed.models.train.head import LABELS, FittedDetector, HeadConfig, export, fit, source_family
+from sed.models.train.head import LABELS, HeadConfig, export, fit, source_family
+from sed.parallel import Engine
 
 #: Silence streamed before each clip, s (as ``sed bench detect``).
 LEAD_S = 0.5
@@ -74,6 +72,18 @@ def subset(clips: list[Clip], per_cell: int) -> list[Clip]:
     return kept
 
 
+@dataclasses.dataclass(frozen=True)
+class FoldData:
+    """What every fold shares (sent to each worker once)."""
+
+    root: Path
+    clips: list[Clip]
+    features: WindowFeatures
+    config: HeadConfig
+    extra: np.ndarray  # indices of clips added to every fold's training set
+    with_yamnet: bool
+
+
 def run_folds(
     root: Path,
     clips: list[Clip],
@@ -83,17 +93,15 @@ def run_folds(
     extra_train: np.ndarray | None = None,
     only: list[str] | None = None,
     with_yamnet: bool = True,
-    on_fold: Callable[[str, FittedDetector], None] | None = None,
+    engine: Engine | None = None,
 ) -> list[ClipOutcome]:
     """Fit one detector per held-out family and stream that family's clips through it.
 
     ``extra_train``: indices of clips (e.g. an operator corpus) added to every fold's training
-    set and never held out. ``only``: evaluate these families only (smoke runs).
+    set and never held out. ``only``: evaluate these families only (smoke runs). Each fold is
+    a task of ``engine`` (default: in this process); the outcomes are in the order of the
+    families whatever ran them.
     """
-    family_of = np.array([source_family(c) for c in clips])
-    is_train = np.array([c.split == "train" for c in clips])
-    yamnet = YamnetScorer() if with_yamnet else None
-    outcomes: list[ClipOutcome] = []
     extra = np.asarray(extra_train if extra_train is not None else [], np.int64)
     is_extra = set(extra.tolist())
     own = [c for i, c in enumerate(clips) if i not in is_extra]
@@ -101,20 +109,30 @@ def run_folds(
     unknown = sorted(set(only or ()) - set(families(own)))
     if unknown:
         raise ConfigError(f"source families {unknown} not in the data; it has {families(own)}")
+    data = FoldData(root, clips, features, config, extra, with_yamnet)
+    if engine is None:
+        with Engine(workers=1) as sequential:
+            per_fold = sequential.map(run_fold, held_out, desc="folds", shared={"data": data})
+    else:
+        per_fold = engine.map(run_fold, held_out, desc="folds", shared={"data": data})
+    return [outcome for fold in per_fold for outcome in fold]
+
+
+def run_fold(family: str, *, data: FoldData) -> list[ClipOutcome]:
+    """Fit on every family but ``family`` and stream ``family``'s clips: one task of :func:`run_folds`."""
+    family_of = np.array([source_family(c) for c in data.clips])
+    is_train = np.array([c.split == "train" for c in data.clips])
+    train = np.union1d(np.flatnonzero((family_of != family) & is_train), data.extra)
+    fitted = fit(data.features, data.clips, train, data.config)
+    yamnet = YamnetScorer() if data.with_yamnet else None
+    is_extra = set(data.extra.tolist())
     with tempfile.TemporaryDirectory(prefix="sed-cross-source-") as tmp:
-        for family in held_out:
-            train = np.union1d(np.flatnonzero((family_of != family) & is_train), extra)
-            fitted = fit(features, clips, train, config)
-            if on_fold is not None:
-                on_fold(family, fitted)
-            path = Path(tmp) / f"fold-{family}.onnx"
-            placeholder = {label: ClassThresholds(on=0.5, off=0.4) for label in LABELS}
-            export(fitted, path, version=f"fold-{family}", thresholds=placeholder, extra={})
-            detector = StreamingDetector.from_file(path)
-            test = [i for i in np.flatnonzero(family_of == family) if i not in is_extra]
-            for i in tqdm(test, desc=f"held out: {family}", file=sys.stderr):
-                outcomes.append(_stream_clip(root, clips[i], i, family, detector, yamnet))
-    return outcomes
+        path = Path(tmp) / f"fold-{family}.onnx"
+        placeholder = {label: ClassThresholds(on=0.5, off=0.4) for label in LABELS}
+        export(fitted, path, version=f"fold-{family}", thresholds=placeholder, extra={})
+        detector = StreamingDetector.from_file(path)
+        test = [i for i in np.flatnonzero(family_of == family) if i not in is_extra]
+        return [_stream_clip(data.root, data.clips[i], i, family, detector, yamnet) for i in test]
 
 
 def _stream_clip(

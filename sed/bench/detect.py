@@ -14,6 +14,9 @@ Two inputs:
 ``--baseline yamnet`` streams the same 16 kHz samples through YAMNet in the same run and
 tunes its threshold on the evaluated data itself (best F1; an optimistic baseline).
 Files are read and scored block by block, so memory does not grow with their length.
+Clips, and pieces of long recordings, are independent tasks: ``--workers N`` runs them on a
+local Dask cluster of N processes (default: every core), ``--scheduler ADDRESS`` on an
+existing cluster; the report is the same as with ``--workers 1`` (this process only).
 CPU time is ``time.process_time`` (all threads of the process) around the streaming calls
 only (front end + model + event logic for sed; YAMNet's interpreter for the baseline),
 with onnxruntime, LiteRT and BLAS each limited to one thread.
@@ -22,7 +25,6 @@ with onnxruntime, LiteRT and BLAS each limited to one thread.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -37,9 +39,10 @@ import numpy as np  # noqa: E402
 
 from sed.bench import clips, long_form  # noqa: E402
 from sed.bench.report import provenance  # noqa: E402
-from sed.bench.yamnet import SAMPLE_RATE_HZ, YamnetScorer  # noqa: E402
+from sed.bench.runner import ScorerSpec  # noqa: E402
+from sed.bench.yamnet import SAMPLE_RATE_HZ  # noqa: E402
 from sed.errors import ConfigError  # noqa: E402
-from sed.models import StreamingDetector  # noqa: E402
+from sed.parallel import Engine, add_engine_arguments, single_threaded_blas  # noqa: E402
 from sed.runtime import CONSOLE_SCRIPT, CommandParser  # noqa: E402
 
 #: Longest push block, s: the bench holds one block of the padded signal at a time.
@@ -85,6 +88,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=_positive_int, default=None, help="score only the first N files (smoke runs)")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (every file's detections and maxima)")
     parser.add_argument("--plots", type=Path, default=None, help="folder for PNG plots (default: beside --out)")
+    add_engine_arguments(parser)
     return parser
 
 
@@ -104,13 +108,18 @@ def main(argv: list[str], *, prog: str = f"{CONSOLE_SCRIPT} bench detect") -> in
         _require_folder(option, folder)
     if args.out is not None and args.out.is_dir():
         raise ConfigError(f"--out {args.out}: a folder; expected a JSON file name")
-    detector = StreamingDetector.from_file(args.model, thresholds=overrides or None)
+    spec = ScorerSpec(
+        model_path=str(args.model.resolve()) if args.model else None,
+        thresholds=tuple(sorted(overrides.items())),
+        yamnet=args.baseline == "yamnet",
+    )
+    detector, _ = spec.build()  # a bad model or threshold fails here, before any worker starts
     if detector.sample_rate_hz != SAMPLE_RATE_HZ:
         raise ConfigError(f"model rate {detector.sample_rate_hz} Hz; the bench streams {SAMPLE_RATE_HZ} Hz audio")
-    yamnet = YamnetScorer() if args.baseline == "yamnet" else None
-    with _single_threaded_blas():
-        report = _evaluate(args, detector, yamnet)
-    report = {**provenance(f"{prog} " + " ".join(argv)), **report}
+    with single_threaded_blas(), Engine(workers=args.workers, scheduler=args.scheduler) as engine:
+        report = _evaluate(args, spec, engine)
+        run_by = engine.provenance()
+    report = {**provenance(f"{prog} " + " ".join(argv)), "run_by": run_by, **report}
     print(report.pop("_text"))
     if args.out is not None:
         plots = args.plots or args.out.parent
@@ -133,23 +142,12 @@ def _require_folder(option: str, folder: Path | None) -> None:
         raise ConfigError(f"{option}: folder '{folder}' is not writable by this user")
 
 
-def _single_threaded_blas() -> contextlib.AbstractContextManager[object]:
-    """Limit BLAS to one thread even when numpy was imported before this module."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
-def _evaluate(args: argparse.Namespace, detector: StreamingDetector, yamnet: YamnetScorer | None) -> dict[str, Any]:
+def _evaluate(args: argparse.Namespace, spec: ScorerSpec, engine: Engine) -> dict[str, Any]:
     if args.annotations is not None:
-        return long_form.evaluate(
-            args.input, args.annotations, detector, yamnet, chunk_s=args.chunk_s, limit=args.limit
-        )
+        return long_form.evaluate(args.input, args.annotations, spec, engine, chunk_s=args.chunk_s, limit=args.limit)
     if args.input.is_dir():
         raise ConfigError(f"{args.input}: a folder needs --annotations ANN.tsv")
-    return clips.evaluate_clips(args.input, args.split, detector, yamnet, chunk_s=args.chunk_s, limit=args.limit)
+    return clips.evaluate_clips(args.input, args.split, spec, engine, chunk_s=args.chunk_s, limit=args.limit)
 
 
 def _json_default(value: Any) -> Any:

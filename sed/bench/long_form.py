@@ -1,7 +1,9 @@
 """Long recordings with DCASE annotations: event-based scoring for ``sed bench detect DIR``.
 
 Each recording is read and scored block by block (:mod:`sed.bench.runner`): an hour of
-96 kHz six-channel audio takes no more memory than a minute of it.
+96 kHz six-channel audio takes no more memory than a minute of it. Recordings longer than
+an hour are cut into pieces (:mod:`sed.bench.pieces`) that run as separate tasks and
+join into what one run over the file gives.
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from sed.bench.metrics import Event, EventMetrics
+from sed.bench.pieces import PIECE_S, Piece, PieceResult, join, plan_pieces, score_piece
 from sed.bench.report import table
-from sed.bench.runner import SignalChunks, run_streams, yamnet_detections
+from sed.bench.runner import ScorerSpec, YamnetRun, yamnet_detections
 from sed.bench.yamnet import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
-from sed.dsp.audio_io import stream_audio
 from sed.errors import AudioFormatError, ConfigError
-from sed.models import StreamingDetector
+from sed.parallel import Engine
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 COLLAR_S = 0.5
@@ -68,50 +69,64 @@ def read_annotations(path: Path) -> dict[str, list[Event]]:
 def evaluate(
     folder: Path,
     annotations: Path,
-    detector: StreamingDetector,
-    yamnet: YamnetScorer | None,
+    spec: ScorerSpec,
+    engine: Engine,
     *,
     chunk_s: float,
     limit: int | None,
+    piece_s: float = PIECE_S,
 ) -> dict[str, Any]:
+    """Score every annotated recording of ``folder``; long ones are cut into pieces, each a task."""
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder of recordings")
     truth = read_annotations(annotations)
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.name in truth)[:limit]
     if not paths:
         raise ConfigError(f"{folder}: no audio file listed in {annotations}")
+    detector, yamnet = spec.build()
     labels = detector.labels
     chunk = max(1, int(chunk_s * SAMPLE_RATE_HZ))
     tail = max(detector.metadata.window_samples, WINDOW_SAMPLES)
-    metrics = EventMetrics(labels, collar_s=COLLAR_S)
-    files, skipped, yamnet_runs = [], [], []
-    cpu = {"sed": 0.0, "yamnet": 0.0}
-    audio_s = total_s = 0.0
-    for path in tqdm(paths, desc="recordings", file=sys.stderr):
-        signal = SignalChunks(
-            stream_audio(path, sample_rate_hz=SAMPLE_RATE_HZ), lead_samples=0, tail_samples=tail, chunk_samples=chunk
-        )
+    skipped: list[dict[str, str]] = []
+    tasks: list[Piece] = []
+    for path in paths:
         try:
-            run, yrun = run_streams(detector, yamnet, signal, origin_samples=0)
+            tasks += plan_pieces(str(path.resolve()), detector, tail_samples=tail, chunk_samples=chunk, piece_s=piece_s)
         except AudioFormatError as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             skipped.append({"path": str(path), "error": str(exc)})
+    results = engine.map(score_piece, tasks, desc="pieces of recordings", shared={"spec": spec})
+    by_file: dict[str, list[PieceResult]] = {}
+    for result in results:
+        by_file.setdefault(result.path, []).append(result)
+    metrics = EventMetrics(labels, collar_s=COLLAR_S)
+    files, yamnet_runs = [], []
+    cpu = {"sed": 0.0, "yamnet": 0.0}
+    audio_s = total_s = 0.0
+    for path in paths:
+        if str(path.resolve()) not in by_file:
+            continue  # skipped when planned
+        run = join(by_file[str(path.resolve())], labels)
+        if "error" in run:
+            print(f"skipped: {run['error']}", file=sys.stderr)
+            skipped.append({"path": str(path), "error": run["error"]})
             continue
-        duration_s = signal.n_signal_samples / SAMPLE_RATE_HZ
+        duration_s = run["n_signal_samples"] / SAMPLE_RATE_HZ
         total_s += duration_s
-        audio_s += (signal.n_signal_samples + tail) / SAMPLE_RATE_HZ
-        cpu["sed"] += run.cpu_s
-        estimated = [Event(path.name, d.onset_s, d.offset_s, d.label) for d in run.detections]
+        audio_s += (run["n_signal_samples"] + tail) / SAMPLE_RATE_HZ
+        cpu["sed"] += run["sed_cpu_s"]
+        estimated = [Event(path.name, d.onset_s, d.offset_s, d.label) for d in run["detections"]]
         metrics.add_file(truth[path.name], estimated)
         entry: dict[str, Any] = {
             "path": path.name,
             "duration_s": duration_s,
+            "pieces": len(by_file[str(path.resolve())]),
             "reference": [vars(e) for e in truth[path.name]],
-            "sed": {"max_scores": run.max_scores, "detections": [vars(d) for d in run.detections]},
+            "sed": {"max_scores": run["max_scores"], "detections": [vars(d) for d in run["detections"]]},
         }
-        if yrun is not None:
-            cpu["yamnet"] += yrun.cpu_s
-            yamnet_runs.append(yrun)
+        if run["yamnet_scores"] is not None:
+            cpu["yamnet"] += run["yamnet_cpu_s"]
+            yamnet_runs.append(YamnetRun(run["yamnet_scores"], run["yamnet_cpu_s"]))
         files.append(entry)
     if not files:
         raise AudioFormatError(

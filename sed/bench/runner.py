@@ -14,6 +14,7 @@ blocks is scored exactly as the whole file cut into ``chunk_samples`` pieces (te
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterable, Iterator
 
@@ -23,6 +24,39 @@ from sed.bench.yamnet import HOP_SAMPLES, WINDOW_SAMPLES, YamnetScorer
 from sed.models import StreamingDetector
 from sed.models.events import EventTracker
 from sed.models.metadata import ClassThresholds
+
+
+@dataclasses.dataclass(frozen=True)
+class ScorerSpec:
+    """The detectors of a run, as plain data a worker process can rebuild them from.
+
+    Parameters
+    ----------
+    model_path : str, optional
+        ONNX detector file (default: the shipped one).
+    thresholds : tuple of (label, on) pairs
+        Overrides of the model's ``on`` thresholds.
+    yamnet : bool
+        Also stream YAMNet (the baseline) on the same samples.
+    """
+
+    model_path: str | None = None
+    thresholds: tuple[tuple[str, float], ...] = ()
+    yamnet: bool = False
+
+    def build(self) -> tuple[StreamingDetector, YamnetScorer | None]:
+        """The detector (and YAMNet), built once per process and reused by every task in it."""
+        return _build(self)
+
+
+@functools.lru_cache(maxsize=4)
+def _build(spec: ScorerSpec) -> tuple[StreamingDetector, YamnetScorer | None]:
+    from pathlib import Path
+
+    detector = StreamingDetector.from_file(
+        Path(spec.model_path) if spec.model_path else None, thresholds=dict(spec.thresholds) or None
+    )
+    return detector, (YamnetScorer() if spec.yamnet else None)
 
 
 @dataclasses.dataclass
@@ -179,4 +213,13 @@ def yamnet_detections(
     return out
 
 
-__all__ = ["Detection", "SedRun", "SignalChunks", "YamnetRun", "chunks_of", "run_streams", "yamnet_detections"]
+__all__ = [
+    "Detection",
+    "ScorerSpec",
+    "SedRun",
+    "SignalChunks",
+    "YamnetRun",
+    "chunks_of",
+    "run_streams",
+    "yamnet_detections",
+]

@@ -67,7 +67,7 @@ def read_audio_native(path: str | Path, *, mono: bool = True) -> tuple[np.ndarra
 
 
 def stream_audio(
-    path: str | Path, *, sample_rate_hz: int, block_frames: int = DEFAULT_BLOCK_FRAMES
+    path: str | Path, *, sample_rate_hz: int, block_frames: int = DEFAULT_BLOCK_FRAMES, start_frame: int = 0
 ) -> Iterator[np.ndarray]:
     """Read a sound file block by block as mono float32 at ``sample_rate_hz``.
 
@@ -82,6 +82,9 @@ def stream_audio(
     sample_rate_hz : int, 8 000 … 96 000
     block_frames : int > 0
         Frames (samples per channel) read at a time from the file.
+    start_frame : int >= 0
+        Begin at this frame of the file (in its own rate). The resampler starts afresh there:
+        its first output samples differ from a read of the whole file by the filter's warm-up.
 
     Yields
     ------
@@ -98,6 +101,8 @@ def stream_audio(
     path = Path(path)
     if block_frames <= 0:
         raise AudioFormatError(f"block_frames={block_frames}; expected > 0")
+    if start_frame < 0:
+        raise AudioFormatError(f"start_frame={start_frame}; expected >= 0")
     try:
         handle = sf.SoundFile(path)
     except _READ_ERRORS as exc:
@@ -110,6 +115,13 @@ def stream_audio(
             )
         resampler = Resampler(native_rate_hz, sample_rate_hz)
         n_frames = 0
+        if start_frame:
+            if start_frame >= handle.frames:
+                raise AudioFormatError(f"{path}: start_frame {start_frame} is past its {handle.frames} frames")
+            try:
+                handle.seek(start_frame)
+            except _READ_ERRORS as exc:
+                raise AudioFormatError(f"{path}: cannot seek to frame {start_frame} ({exc})") from exc
         while True:
             try:
                 data = handle.read(frames=block_frames, dtype="float32", always_2d=True)

@@ -182,6 +182,11 @@ class StreamingDetector:
         """Samples pushed per stream since reset."""
         return self._frontend.n_samples_in + self._n_held
 
+    @property
+    def n_live_events(self) -> int:
+        """Events confirmed and not yet finished, over all streams."""
+        return len(self._live)
+
     # ------------------------------------------------------------------ streaming
     @property
     def wake_counts(self) -> tuple[int, int]:

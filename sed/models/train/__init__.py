@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from sed.errors import ConfigError, SedError
+from sed.parallel import Engine, add_engine_arguments
 from sed.paths import shared_data_dir
 
 #: Version string of the shipped model.
@@ -65,6 +66,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-yamnet-baseline", action="store_true", help="skip YAMNet on the held-out clips")
     parser.add_argument("--version", default=None, help="model version (default: the shipped version)")
+    add_engine_arguments(parser)
     return parser
 
 
@@ -106,15 +108,17 @@ def main(argv: list[str], *, prog: str = "sedcity train") -> int:
             features = features.concat(extra_features)
             clips = clips + extra_clips
         only = [f.strip() for f in args.families.split(",")] if args.families else None
-        outcomes = run_folds(
-            root,
-            clips,
-            features,
-            config,
-            extra_train=extra_index,
-            only=only,
-            with_yamnet=not args.no_yamnet_baseline,
-        )
+        with Engine(workers=args.workers, scheduler=args.scheduler) as engine:
+            outcomes = run_folds(
+                root,
+                clips,
+                features,
+                config,
+                extra_train=extra_index,
+                only=only,
+                with_yamnet=not args.no_yamnet_baseline,
+                engine=engine,
+            )
     thresholds = choose_thresholds(outcomes)
     summary = summarise(outcomes, thresholds)
     train_index = np.union1d(np.flatnonzero([c.split == "train" for c in clips]), extra_index)
