@@ -156,7 +156,7 @@ class SensorPipeline:
         stream = self.streams[event.stream_index]
         start = max(self.ring.oldest_sample, event.search_start_sample - round(PICK_PREROLL_S * sr))
         stop = min(self.ring.n_written, event.search_stop_sample)
-        excerpt = self.ring.read(start, stop)[event.stream_index]
+        excerpt = self.ring.read(start, stop, stream=event.stream_index)
         pick = None
         if event.search_start_sample - start < stop - start:
             pick = pick_arrival(
@@ -199,7 +199,7 @@ class SensorPipeline:
                 waiting.append((detection, stream_index, onset))
                 continue
             start = max(self.ring.oldest_sample, onset - round(self.evidence.pre_s * sr))
-            audio = self.ring.read(start, min(end, self.ring.n_written))[stream_index]
+            audio = self.ring.read(start, min(end, self.ring.n_written), stream=stream_index)
             self.submit(
                 wire.EvidenceClip(
                     detection_id=detection.detection_id,

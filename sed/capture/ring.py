@@ -46,8 +46,10 @@ class AudioRing:
         self._data[:, : n - first] = block[:, first:]
         self.n_written += n
 
-    def read(self, start_sample: int, stop_sample: int) -> np.ndarray:
-        """Copy of samples ``[start_sample, stop_sample)``, shape (n_streams, stop - start).
+    def read(self, start_sample: int, stop_sample: int, *, stream: int | None = None) -> np.ndarray:
+        """Copy of samples ``[start_sample, stop_sample)``: shape (n_streams, stop - start), or
+        (stop - start,) of one ``stream`` (an event needs only its own: with 64 batched
+        streams, copying all of them made each event 64 times the work).
 
         Raises
         ------
@@ -59,8 +61,15 @@ class AudioRing:
                 f"ring buffer: span [{start_sample}, {stop_sample}) outside held "
                 f"[{self.oldest_sample}, {self.n_written})"
             )
-        indices = np.arange(start_sample, stop_sample) % self.capacity_samples
-        return self._data[:, indices]
+        if stream is not None and not 0 <= stream < self._data.shape[0]:
+            raise AudioFormatError(f"ring buffer: stream {stream} of {self._data.shape[0]}")
+        first = start_sample % self.capacity_samples
+        rows = self._data if stream is None else self._data[stream]
+        if first + (stop_sample - start_sample) <= self.capacity_samples:  # one piece, no wrap
+            return rows[..., first : first + stop_sample - start_sample].copy()
+        return np.concatenate(
+            [rows[..., first:], rows[..., : stop_sample - start_sample - (self.capacity_samples - first)]], axis=-1
+        )
 
 
 __all__ = ["AudioRing"]

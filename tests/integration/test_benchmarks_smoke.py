@@ -140,3 +140,20 @@ def test_detector_cost_benchmark_smoke_reports_the_ratio_to_yamnet(tmp_path: Pat
     assert report["git_commit"] and report["audio"]["seconds"] == pytest.approx(20.0)
     assert report["yamnet_over_sed"] > 0 and 0.0 <= report["wake_rate"] <= 1.0
     assert "YAMNet / sed" in out
+
+
+@pytest.mark.data
+@pytest.mark.yamnet
+def test_scaling_benchmark_smoke_runs_one_and_two_workers_with_identical_reports(tmp_path: Path) -> None:
+    out_file = tmp_path / "bench_scaling.json"
+    out = _run(
+        sys.executable, "benchmarks/bench_scaling.py", "--smoke", "--cache-dir", str(tmp_path), "--out", str(out_file)
+    )
+    report = json.loads(out_file.read_text())
+    assert report["git_commit"] and len(report["corpora"]) == 2
+    for corpus in report["corpora"].values():
+        assert corpus["identical_reports"] and corpus["speedup"] > 0
+        assert [r["run_by"]["engine"] for r in corpus["runs"]] == ["sequential", "dask-local"]
+        assert all(r["peak_rss_mib_per_process"] > 50 for r in corpus["runs"])
+    assert out_file.with_suffix(".png").stat().st_size > 10_000
+    assert "(baseline: 1 worker, same run)" in out

@@ -32,3 +32,22 @@ def test_span_no_longer_held_is_refused() -> None:
         ring.read(100, 250)
     with pytest.raises(AudioFormatError, match="outside held"):
         ring.read(250, 301)
+
+
+def test_reading_one_stream_equals_that_row_of_all_streams_across_the_wrap() -> None:
+    rng = np.random.default_rng(4)
+    ring = AudioRing(n_streams=3, capacity_samples=100)
+    for n in (37, 41, 59, 23):  # the held span wraps around the end of the buffer
+        ring.write(rng.standard_normal((3, n)).astype(np.float32))
+    spans = [
+        (ring.oldest_sample, ring.n_written),
+        (ring.n_written - 30, ring.n_written),
+        (ring.oldest_sample, ring.oldest_sample + 5),
+    ]
+    for start, stop in spans:
+        every = ring.read(start, stop)
+        assert every.shape == (3, stop - start)
+        for stream in range(3):
+            np.testing.assert_array_equal(ring.read(start, stop, stream=stream), every[stream])
+    with pytest.raises(AudioFormatError, match="stream 3 of 3"):
+        ring.read(ring.oldest_sample, ring.n_written, stream=3)
