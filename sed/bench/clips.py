@@ -29,6 +29,8 @@ from sed.parallel import Engine
 
 #: Silence streamed before each clip, s.
 CLIP_LEAD_S = 0.5
+#: Clips per Dask task: a clip takes 10-50 ms, a task should take 100 ms or more.
+CLIPS_PER_TASK = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +87,7 @@ def evaluate_clips(
     chunk = max(1, int(chunk_s * SAMPLE_RATE_HZ))
     root = manifest.parent.resolve()
     tasks = [ClipTask(str(root / clip.path), lead, tail, chunk) for clip in clips]
-    results = engine.map(score_clip, tasks, desc="clips", shared={"spec": spec})
+    results = engine.map(score_clip, tasks, desc="clips", shared={"spec": spec}, per_task=CLIPS_PER_TASK)
     files: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     yamnet_runs = []

@@ -188,3 +188,67 @@ def test_cross_source_folds_on_two_workers_equal_the_folds_in_one_process(tmp_pa
     assert [o.index for o in one] == [o.index for o in two] and len(one) == 24
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_existing_cluster_started_with_dasks_own_commands_gives_the_same_report(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    dask = shutil.which("dask", path=str(Path(sys.executable).parent))
+    assert dask, "the 'dask' command comes with the bench extra"
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    scheduler = subprocess.Popen(
+        [dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers = subprocess.Popen(
+        [dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        manifest = _corpus(tmp_path, 8)
+        reports = []
+        for engine in (["--workers", "1"], ["--scheduler", address]):
+            out = tmp_path / f"{engine[0][2:]}.json"
+            assert main([str(manifest), "--split", "dev", *engine, "--out", str(out)]) == 0
+            reports.append(json.loads(out.read_text()))
+        assert reports[1]["run_by"]["engine"] == "dask" and reports[1]["run_by"]["scheduler"] == address
+        assert _findings(reports[1]) == _findings(reports[0])
+    finally:
+        for proc in (workers, scheduler):
+            proc.terminate()
+        deadline = time.monotonic() + 20
+        for proc in (workers, scheduler):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_a_scheduler_that_does_not_answer_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sed import parallel
+    from sed.errors import ConfigError
+
+    monkeypatch.setattr(parallel, "CONNECT_TIMEOUT_S", 1.0)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    with (
+        pytest.raises(ConfigError, match=f"--scheduler {address}: no Dask scheduler answers"),
+        Engine(scheduler=address),
+    ):
+        pass
