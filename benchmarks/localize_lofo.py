@@ -31,7 +31,7 @@ from sed.bench import localize_score as scoring
 from sed.bench.localize import main as bench_main
 from sed.bench.localize_audio import read_recordings
 from sed.bench.pittsburgh import load_tests
-from sed.fusion.locate import NS_PER_S, speed_of_sound_m_per_s
+from sed.units import NS_PER_S, speed_of_sound_m_per_s
 
 FIRING_POSITIONS = ("FP1", "FP2", "FP3", "FP4", "FP5")
 #: The bench's audio picker settings.

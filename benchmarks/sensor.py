@@ -48,7 +48,7 @@ import tomli_w
 from sed import wire
 from sed.bench import procstat
 from sed.bench.report import provenance
-from sed.capture.clock import NS_PER_S, SampleClock
+from sed.capture.clock import SampleClock
 from sed.capture.pipeline import SensorPipeline, StreamInfo
 from sed.capture.sources import Block
 from sed.config import EvidenceSection
@@ -57,6 +57,7 @@ from sed.fusion.receiver import Receiver
 from sed.keys import NetworkKeys
 from sed.models import StreamingDetector, default_model_path
 from sed.paths import shared_data_dir
+from sed.units import NS_PER_S
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "sensor.json"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tomli_w
 
-from sed.fusion.locate import speed_of_sound_m_per_s
 from sed.keys import NetworkKeys
 from sed.paths import shared_data_dir, yamnet_dir
+from sed.units import speed_of_sound_m_per_s
 
 SAMPLE_RATE_HZ = 16000
 

@@ -22,8 +22,8 @@ from sed import wire
 from sed.capture.outbox import Outbox
 from sed.capture.pipeline import encode_flac
 from sed.capture.sender import Sender
-from sed.fusion.locate import speed_of_sound_m_per_s
 from sed.keys import NetworkKeys
+from sed.units import speed_of_sound_m_per_s
 
 #: Evidence clip of a simulated detection: 0.5 s before the onset, 1 s after, at 16 kHz.
 CLIP_PRE_S, CLIP_POST_S, CLIP_RATE_HZ = 0.5, 1.0, 16000

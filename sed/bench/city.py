@@ -41,8 +41,8 @@ from sed import wire
 from sed.capture.scene import MIN_DISTANCE_M, NOISE_POLE, REFERENCE_DISTANCE_M, pick_sound, sound_source
 from sed.config import SceneEvent
 from sed.errors import ConfigError
-from sed.fusion.locate import speed_of_sound_m_per_s
 from sed.models.train.data import load_clips, read_manifest
+from sed.units import speed_of_sound_m_per_s
 
 SAMPLE_RATE_HZ = 16000
 #: Grid spacing of the poles and the most each is moved from its grid point (each axis), m.

@@ -41,8 +41,8 @@ from sed.bench.city import City, Sound
 from sed.config import FusionSection, SiteSection
 from sed.fusion.incidents import IncidentBuilder
 from sed.fusion.policy import EventKind, FalseAlarmPolicy, PolicyEvent, Priority
+from sed.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 #: How often the builder is polled while detections wait, s (the node polls every few ms;
 #: this only rounds the delays to alert up by at most this much).
 POLL_INTERVAL_S = 0.1

@@ -20,7 +20,8 @@ from sed.bench.pittsburgh import LiveFireTest, Problem, Recording
 from sed.dsp.gcc import gcc_phat
 from sed.dsp.onset import find_onsets
 from sed.fusion.associate import Group
-from sed.fusion.locate import NS_PER_S, Arrival, Solution, SolveStatus, speed_of_sound_m_per_s
+from sed.fusion.locate import Arrival, Solution, SolveStatus
+from sed.units import NS_PER_S, speed_of_sound_m_per_s
 
 #: Floor added to the picker's uncertainty for paths bent by buildings, ns.
 AUDIO_UNCERTAINTY_FLOOR_NS = 2_000_000

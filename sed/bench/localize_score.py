@@ -28,7 +28,8 @@ import numpy as np
 
 from sed.bench.pittsburgh import LiveFireTest
 from sed.fusion.associate import Group
-from sed.fusion.locate import NS_PER_S, Arrival, Solution, SolveStatus, error_ellipse, locate
+from sed.fusion.locate import Arrival, Solution, SolveStatus, error_ellipse, locate
+from sed.units import NS_PER_S
 
 #: ShotSpotter TN 098 Table III, MLG, 2D: shots located / fired, mean sensors per shot,
 #: survey error (2-D distance of the shots' centroid to the survey point, as the text says;

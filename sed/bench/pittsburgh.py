@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from sed.errors import SedError
+from sed.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 _TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
 
 

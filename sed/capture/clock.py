@@ -38,9 +38,9 @@ from typing import Protocol
 
 import numpy as np
 
+from sed.units import NS_PER_S
 from sed.wire import ClockStatus
 
-NS_PER_S = 1_000_000_000
 #: The fitted sample rate is kept within this many ppm of the nominal rate.
 MAX_DRIFT_PPM = 1000.0
 #: Segments kept for timing detections in audio that is still buffered.

@@ -21,9 +21,9 @@ from pathlib import Path
 import soundfile
 from tqdm import tqdm
 
-from sed.capture.clock import NS_PER_S
 from sed.capture.scene import SceneRenderer, ground_truth
 from sed.config import SceneConfig, load_config
+from sed.units import NS_PER_S
 
 #: Samples rendered per step (bounds memory for long scenes).
 RENDER_BLOCK_SAMPLES = 160_000

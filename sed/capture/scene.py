@@ -26,8 +26,8 @@ import scipy.signal
 from sed.config import SceneEvent, SceneSection, SceneSensor
 from sed.dsp.audio_io import read_audio
 from sed.errors import ConfigError
-from sed.fusion.locate import speed_of_sound_m_per_s
 from sed.paths import shared_data_dir
+from sed.units import speed_of_sound_m_per_s
 
 #: Distance at which ``SceneEvent.level_db`` is the clip's peak level, metres.
 REFERENCE_DISTANCE_M = 10.0

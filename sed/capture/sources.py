@@ -17,11 +17,12 @@ from typing import Protocol
 import numpy as np
 import soundfile
 
-from sed.capture.clock import NS_PER_S, CaptureClock, SampleClock
+from sed.capture.clock import CaptureClock, SampleClock
 from sed.capture.scene import SceneRenderer
 from sed.config import CaptureSection, SceneConfig, load_config
 from sed.dsp.resample import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, Resampler
 from sed.errors import AudioFormatError, ConfigError
+from sed.units import NS_PER_S
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

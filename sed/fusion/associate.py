@@ -43,7 +43,8 @@ from collections.abc import Sequence
 from sed.errors import ConfigError
 from sed.fusion.consensus import Group, Pool, Settings
 from sed.fusion.likelihood import LikelihoodModel, SparsePool
-from sed.fusion.locate import Arrival, speed_of_sound_m_per_s
+from sed.fusion.locate import Arrival
+from sed.units import speed_of_sound_m_per_s
 
 METHODS = ("consensus", "likelihood")
 

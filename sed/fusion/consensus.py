@@ -16,8 +16,9 @@ import itertools
 
 import numpy as np
 
-from sed.fusion.locate import NS_PER_S, Arrival, Solution, SolveStatus, locate, speed_of_sound_m_per_s
+from sed.fusion.locate import Arrival, Solution, SolveStatus, locate
 from sed.fusion.tdoa import exact_triples
+from sed.units import NS_PER_S, speed_of_sound_m_per_s
 
 #: Hypotheses drawn per seed when there are more than ``_ENUMERATE_UP_TO`` candidates.
 _HYPOTHESES_PER_SEED = 64

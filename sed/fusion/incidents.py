@@ -28,7 +28,8 @@ from sed import wire
 from sed.config import FusionSection
 from sed.errors import WireError
 from sed.fusion.associate import Group, associate
-from sed.fusion.locate import NS_PER_S, Arrival, Solution, SolveStatus, locate, speed_of_sound_m_per_s
+from sed.fusion.locate import Arrival, Solution, SolveStatus, locate
+from sed.units import NS_PER_S, speed_of_sound_m_per_s
 
 
 @dataclasses.dataclass

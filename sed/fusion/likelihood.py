@@ -37,8 +37,9 @@ import itertools
 import numpy as np
 
 from sed.fusion.consensus import Group, is_echo
-from sed.fusion.locate import NS_PER_S, Arrival, SolveStatus, locate, speed_of_sound_m_per_s
+from sed.fusion.locate import Arrival, SolveStatus, locate
 from sed.fusion.tdoa import exact_triples
+from sed.units import NS_PER_S, speed_of_sound_m_per_s
 
 #: A sensor with any arrival this close in time to a hypothesis' predicted arrival is live, s.
 _ALIVE_WINDOW_S = 5.0

@@ -41,23 +41,14 @@ import numpy as np
 
 from sed.errors import GeometryError
 from sed.fusion.tdoa import closed_form_starts, distinct_exact, fit_all, placeholder_z, refine, to_site
+from sed.units import NS_PER_S, speed_of_sound_m_per_s
 
 #: Chi-square quantile, 2 degrees of freedom, 95 %: radius^2 of the 95 % circle in sigma^2 units.
 CHI2_2DOF_95 = 5.991464547107979
-NS_PER_S = 1_000_000_000
 #: Sensors whose horizontal spread across their main axis is below this are "on a line", m.
 _MIN_CROSS_SPREAD_M = 1.0
 #: Sensor heights must span at least this to solve for the source height, m.
 _MIN_HEIGHT_SPAN_M = 10.0
-
-
-def speed_of_sound_m_per_s(temperature_c: float) -> float:
-    """Speed of sound in dry air, m/s: ``331.3 * sqrt(1 + T / 273.15)``.
-
-    >>> round(speed_of_sound_m_per_s(20.0), 1)
-    343.2
-    """
-    return 331.3 * math.sqrt(1.0 + temperature_c / 273.15)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -26,7 +26,7 @@ from sed.bench.city import (
     pole_grid,
 )
 from sed.errors import ConfigError
-from sed.fusion.locate import speed_of_sound_m_per_s
+from sed.units import speed_of_sound_m_per_s
 
 
 def write_events(root: Path, rng: np.random.Generator, *, n_negatives: int = 4) -> Path:

@@ -11,7 +11,7 @@ from sed import wire
 from sed.bench.city import SAMPLE_RATE_HZ, City, Contribution, Kind, Pole, Sound
 from sed.bench.city_fusion import Heard, fuse, score
 from sed.config import FusionSection, PolicySection, SiteSection
-from sed.fusion.locate import speed_of_sound_m_per_s
+from sed.units import speed_of_sound_m_per_s
 
 START_NS = 1_780_000_000 * 10**9
 DURATION_S = 300.0

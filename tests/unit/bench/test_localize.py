@@ -13,7 +13,7 @@ import soundfile as sf
 from sed.bench.localize import main
 from sed.bench.localize_pulses import pulse_arrivals
 from sed.bench.pittsburgh import DatasetError, load_tests, parse_utc_ns
-from sed.fusion.locate import speed_of_sound_m_per_s
+from sed.units import speed_of_sound_m_per_s
 
 SAMPLE_RATE_HZ = 12_000
 START_UTC = "2018-12-19T00:49:26.000Z"

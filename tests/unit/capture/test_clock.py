@@ -12,7 +12,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sed.capture.clock import NS_PER_S, DisciplinedClock, SampleClock
+from sed.capture.clock import DisciplinedClock, SampleClock
+from sed.units import NS_PER_S
 from sed.wire import ClockStatus
 
 NOMINAL_HZ = 48000

@@ -15,11 +15,12 @@ import pytest
 import soundfile
 
 from sed import wire
-from sed.capture.clock import NS_PER_S, SampleClock
+from sed.capture.clock import SampleClock
 from sed.capture.pipeline import SensorPipeline, StreamInfo
 from sed.capture.sources import Block
 from sed.config import EvidenceSection
 from sed.models import StreamingDetector
+from sed.units import NS_PER_S
 from tests.conftest import SAMPLE_RATE_HZ, shot_burst
 from tests.unit.capture.energy_model import build_energy_model
 

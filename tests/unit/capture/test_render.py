@@ -11,7 +11,7 @@ import soundfile
 
 from sed.capture.render import render_scene
 from sed.cli import main as cli
-from sed.fusion.locate import speed_of_sound_m_per_s
+from sed.units import speed_of_sound_m_per_s
 
 SCENE = """
 [scene]

@@ -8,7 +8,7 @@ import pytest
 from sed.capture.scene import SceneRenderer, ground_truth, synthetic_sound
 from sed.config import SceneConfig, parse_config
 from sed.errors import ConfigError
-from sed.fusion.locate import speed_of_sound_m_per_s
+from sed.units import speed_of_sound_m_per_s
 
 
 def _scene(**changes: object) -> SceneConfig:

@@ -10,7 +10,8 @@ import pytest
 
 from sed.errors import ConfigError
 from sed.fusion.associate import METHODS, associate
-from sed.fusion.locate import Arrival, SolveStatus, speed_of_sound_m_per_s
+from sed.fusion.locate import Arrival, SolveStatus
+from sed.units import speed_of_sound_m_per_s
 
 TEMPERATURE_C = 0.0
 C = speed_of_sound_m_per_s(TEMPERATURE_C)

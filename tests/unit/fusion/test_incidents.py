@@ -11,7 +11,7 @@ from sed.config import FusionSection
 from sed.errors import WireError
 from sed.fusion import incidents as incidents_module
 from sed.fusion.incidents import IncidentBuilder
-from sed.fusion.locate import speed_of_sound_m_per_s
+from sed.units import speed_of_sound_m_per_s
 from tests.conftest import scene_arrivals_ns
 
 SENSORS = [(0.0, 0.0), (200.0, 0.0), (200.0, 150.0), (0.0, 150.0), (100.0, 180.0)]

@@ -9,7 +9,8 @@ import time
 import numpy as np
 
 from sed.fusion.associate import LikelihoodModel, associate
-from sed.fusion.locate import Arrival, speed_of_sound_m_per_s
+from sed.fusion.locate import Arrival
+from sed.units import speed_of_sound_m_per_s
 
 TEMPERATURE_C = 0.0
 C = speed_of_sound_m_per_s(TEMPERATURE_C)

@@ -15,8 +15,8 @@ from sed.fusion.locate import (
     SolveStatus,
     error_ellipse,
     locate,
-    speed_of_sound_m_per_s,
 )
+from sed.units import speed_of_sound_m_per_s
 
 TEMPERATURE_C = 5.0
 EMISSION_NS = 1_700_000_000_000_000_000
