@@ -27,11 +27,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 from sed.bench.report import provenance  # noqa: E402
-from sed.bench.yamnet import YamnetScorer  # noqa: E402
 from sed.dsp.audio_io import read_audio  # noqa: E402
 from sed.models import StreamingDetector, default_model_path  # noqa: E402
 from sed.models.train.data import read_manifest  # noqa: E402
 from sed.models.yamnet import default_yamnet_path  # noqa: E402
+from sed.models.yamnet_litert import YamnetScorer  # noqa: E402
 from sed.paths import shared_data_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

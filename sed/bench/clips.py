@@ -20,11 +20,11 @@ import numpy as np
 from sed.bench.metrics import average_precision, best_f1, decision_counts
 from sed.bench.report import plot_false_alarms, plot_negative_margins, plot_pr_curves, table
 from sed.bench.runner import ScorerSpec, SedRun, SignalChunks, YamnetRun, run_streams, yamnet_detections
-from sed.bench.yamnet import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
 from sed.dsp.audio_io import stream_audio
 from sed.errors import AudioFormatError, ConfigError
 from sed.models import StreamingDetector
 from sed.models.train.data import Clip, read_manifest
+from sed.models.yamnet_litert import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
 from sed.parallel import Engine
 
 #: Silence streamed before each clip, s.

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from sed.bench.runner import SignalChunks, run_streams
-from sed.bench.yamnet import CLASS_GROUPS, SAMPLE_RATE_HZ, YamnetScorer
 from sed.dsp.audio_io import stream_audio
 from sed.errors import ConfigError
 from sed.models import StreamingDetector
@@ -33,6 +32,7 @@ from sed.models.metadata import ClassThresholds
 from sed.models.train.data import Clip
 from sed.models.train.features import WindowFeatures
 from sed.models.train.head import LABELS, HeadConfig, export, fit, source_family
+from sed.models.yamnet_litert import CLASS_GROUPS, SAMPLE_RATE_HZ, YamnetScorer
 from sed.parallel import Engine
 
 #: Silence streamed before each clip, s (as ``sed bench detect``).

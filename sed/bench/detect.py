@@ -40,8 +40,8 @@ import numpy as np  # noqa: E402
 from sed.bench import clips, long_form  # noqa: E402
 from sed.bench.report import provenance  # noqa: E402
 from sed.bench.runner import ScorerSpec  # noqa: E402
-from sed.bench.yamnet import SAMPLE_RATE_HZ  # noqa: E402
 from sed.errors import ConfigError  # noqa: E402
+from sed.models.yamnet_litert import SAMPLE_RATE_HZ  # noqa: E402
 from sed.parallel import Engine, add_engine_arguments, single_threaded_blas  # noqa: E402
 from sed.runtime import CONSOLE_SCRIPT, CommandParser  # noqa: E402
 

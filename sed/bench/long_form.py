@@ -20,8 +20,8 @@ from sed.bench.metrics import Event, EventMetrics
 from sed.bench.pieces import PIECE_S, Piece, PieceResult, join, plan_pieces, score_piece
 from sed.bench.report import table
 from sed.bench.runner import ScorerSpec, YamnetRun, yamnet_detections
-from sed.bench.yamnet import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
 from sed.errors import AudioFormatError, ConfigError
+from sed.models.yamnet_litert import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
 from sed.parallel import Engine
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")

@@ -32,11 +32,11 @@ import numpy as np
 import soundfile as sf
 
 from sed.bench.runner import Detection, ScorerSpec, SignalChunks, run_streams
-from sed.bench.yamnet import HOP_SAMPLES as YAMNET_HOP_SAMPLES
-from sed.bench.yamnet import SAMPLE_RATE_HZ
 from sed.dsp.audio_io import stream_audio
 from sed.errors import AudioFormatError
 from sed.models import StreamingDetector
+from sed.models.yamnet_litert import HOP_SAMPLES as YAMNET_HOP_SAMPLES
+from sed.models.yamnet_litert import SAMPLE_RATE_HZ
 
 #: Audio streamed before a piece's first owned sample, s: rebuilds the detector's state.
 WARMUP_S = 48.0

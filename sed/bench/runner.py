@@ -20,10 +20,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from sed.bench.yamnet import HOP_SAMPLES, WINDOW_SAMPLES, YamnetScorer
 from sed.models import StreamingDetector
 from sed.models.events import EventTracker
 from sed.models.metadata import ClassThresholds
+from sed.models.yamnet_litert import HOP_SAMPLES, WINDOW_SAMPLES, YamnetScorer
 
 
 @dataclasses.dataclass(frozen=True)

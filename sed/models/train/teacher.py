@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sed.bench.yamnet import CLASS_GROUPS, HOP_SAMPLES, SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
 from sed.models.train.data import ClipAudio
+from sed.models.yamnet_litert import CLASS_GROUPS, HOP_SAMPLES, SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
 
 #: Class group used per label (the broadest group of :data:`CLASS_GROUPS`).
 TEACHER_GROUP = {label: next(iter(groups)) for label, groups in CLASS_GROUPS.items()}

@@ -1,4 +1,6 @@
-"""YAMNet as a streaming scorer: the baseline of ``sed bench detect --baseline yamnet``.
+"""YAMNet on LiteRT as a streaming scorer: the baseline of ``sed bench detect --baseline yamnet``
+and the teacher of training (:mod:`sed.models.yamnet` is the same network on onnxruntime,
+inside the shipped detector).
 
 Runs Google's YAMNet waveform TFLite model (``../shared/models/yamnet``, through
 ``ai-edge-litert`` with its default XNNPACK kernels, one thread) on 0.975 s windows
