@@ -17,18 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from sed.bench.metrics import average_precision, best_f1, decision_counts
 from sed.bench.report import plot_false_alarms, plot_negative_margins, plot_pr_curves, table
 from sed.bench.runner import ScorerSpec, SedRun, SignalChunks, YamnetRun, run_streams, yamnet_detections
 from sed.dsp.audio_io import stream_audio
 from sed.errors import AudioFormatError, ConfigError
+from sed.metrics import average_precision, best_f1, decision_counts
 from sed.models import StreamingDetector
-from sed.models.train.data import Clip, read_manifest
+from sed.models.train.data import CLIP_LEAD_S, Clip, read_manifest
 from sed.models.yamnet_litert import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
 from sed.parallel import Engine
 
-#: Silence streamed before each clip, s.
-CLIP_LEAD_S = 0.5
 #: Clips per Dask task: a clip takes 10-50 ms, a task should take 100 ms or more.
 CLIPS_PER_TASK = 8
 
@@ -418,4 +416,4 @@ def plots(report: dict[str, Any], folder: Path, stem: str) -> list[str]:
     return [str(pr_path), str(fa_path)]
 
 
-__all__ = ["CLIP_LEAD_S", "ClipResult", "ClipTask", "evaluate_clips", "plots", "score_clip"]
+__all__ = ["ClipResult", "ClipTask", "evaluate_clips", "plots", "score_clip"]

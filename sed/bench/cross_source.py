@@ -29,14 +29,12 @@ from sed.errors import ConfigError
 from sed.models import StreamingDetector
 from sed.models.events import EventTracker
 from sed.models.metadata import ClassThresholds
-from sed.models.train.data import Clip
+from sed.models.train.data import CLIP_LEAD_S, Clip
 from sed.models.train.features import WindowFeatures
 from sed.models.train.head import LABELS, HeadConfig, export, fit, source_family
 from sed.models.yamnet_litert import CLASS_GROUPS, SAMPLE_RATE_HZ, YamnetScorer
 from sed.parallel import Engine
 
-#: Silence streamed before each clip, s (as ``sed bench detect``).
-LEAD_S = 0.5
 #: ``off`` as a fraction of ``on``.
 OFF_FRACTION = 0.8
 
@@ -140,7 +138,7 @@ def _stream_clip(
 ) -> ClipOutcome:
     blocks: list[np.ndarray] = []
     detector.on_scores = lambda s: blocks.append(s[0])
-    lead = int(LEAD_S * SAMPLE_RATE_HZ)
+    lead = int(CLIP_LEAD_S * SAMPLE_RATE_HZ)
     signal = SignalChunks(
         stream_audio(root / clip.path, sample_rate_hz=SAMPLE_RATE_HZ),
         lead_samples=lead,

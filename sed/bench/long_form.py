@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sed.bench.metrics import Event, EventMetrics
+from sed.metrics import Event, EventMetrics
 from sed.bench.pieces import PIECE_S, Piece, PieceResult, join, plan_pieces, score_piece
 from sed.bench.report import table
 from sed.bench.runner import ScorerSpec, YamnetRun, yamnet_detections

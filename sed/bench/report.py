@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sed.bench.metrics import precision_recall_curve
+from sed.metrics import precision_recall_curve
 
 
 def provenance(command: str) -> dict[str, Any]:

@@ -13,6 +13,9 @@ from tqdm import tqdm
 from sed.dsp.audio_io import read_audio
 from sed.errors import ConfigError
 
+#: Silence streamed before each clip when it is scored as a stream, s (bench, training, cross-source).
+CLIP_LEAD_S = 0.5
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Clip:

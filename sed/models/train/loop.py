@@ -17,12 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from sed.bench.clips import CLIP_LEAD_S
-from sed.bench.metrics import average_precision
 from sed.dsp.frontend import FrontendParams
+from sed.metrics import average_precision
 from sed.models.metadata import ClassThresholds, ModelMetadata
 from sed.models.train.augment import AugmentConfig, BatchSampler
-from sed.models.train.data import ClipAudio
+from sed.models.train.data import CLIP_LEAD_S, ClipAudio
 from sed.models.train.net import NetConfig, TemporalCnn, TorchLogMel, export_onnx
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sed.bench.metrics import Event, EventMetrics, average_precision, best_f1, precision_recall_curve
+from sed.metrics import Event, EventMetrics, average_precision, best_f1, precision_recall_curve
 
 LABELS = ("gunshot", "scream", "glass_break")
 
