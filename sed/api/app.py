@@ -29,6 +29,7 @@ from sed.api.routes import (
     audit,
     auth,
     clips,
+    coverage,
     export,
     health,
     incidents,
@@ -45,7 +46,7 @@ from sed.store import Store
 from sed.supervise import Supervisor
 
 STATIC_DIR = Path(str(resources.files("sed.api") / "static"))
-ROUTERS = (health, auth, users, incidents, sensors, clips, live, rules, export, audit, meta, quarantine)
+ROUTERS = (health, auth, users, incidents, sensors, clips, live, rules, export, audit, meta, quarantine, coverage)
 
 
 def create_app(config: ServerConfig, store: Store, *, follow_fusion: bool = False) -> FastAPI:

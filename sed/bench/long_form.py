@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from sed.metrics import Event, EventMetrics
 from sed.bench.pieces import PIECE_S, Piece, PieceResult, join, plan_pieces, score_piece
 from sed.bench.report import table
 from sed.bench.runner import ScorerSpec, YamnetRun, yamnet_detections
 from sed.errors import AudioFormatError, ConfigError
+from sed.metrics import Event, EventMetrics
 from sed.models.yamnet_litert import SAMPLE_RATE_HZ, WINDOW_SAMPLES, YamnetScorer
 from sed.parallel import Engine
 

@@ -1,4 +1,4 @@
-"""Sections of the operations-centre server's file (``[site]``, ``[fusion]``, ``[api]``, ``[store]``):
+"""Sections of the operations-centre server's file (``[site]``, ``[fusion]``, ``[api]``, ``[store]``, ``[coverage]``):
 ``sed fusion``, ``sed api``, ``sed server``."""
 
 from __future__ import annotations
@@ -147,6 +147,25 @@ class StoreSection(Section):
     )
 
 
+#: Default of ``coverage.max_plan_bytes``: a 2 km x 2 km district at 10 m cells, three classes.
+DEFAULT_MAX_PLAN_BYTES = 64 << 20
+
+
+class CoverageSection(Section):
+    plan_dir: ConfigPath | None = Field(
+        None,
+        description="Folder of coverage plans ('sedcity coverage plan ... --out <plan_dir>/<name>'); the dashboard's "
+        "coverage layer shows the newest coverage.geojson in it or in a folder one level below. None: no layer.",
+    )
+    max_plan_bytes: int = Field(
+        DEFAULT_MAX_PLAN_BYTES,
+        ge=1024,
+        le=1 << 30,
+        description="Largest coverage.geojson the API serves, bytes (a larger plan is refused: plan with coarser "
+        "cells or a smaller area for the dashboard).",
+    )
+
+
 class ServerConfig(Section):
     """The operations-centre server: ``sed fusion``, ``sed api``, ``sed server``."""
 
@@ -154,11 +173,14 @@ class ServerConfig(Section):
     fusion: FusionSection
     api: ApiSection = ApiSection()
     store: StoreSection = StoreSection()
+    coverage: CoverageSection = CoverageSection()
 
     def check(self, source: str) -> None:
         require_exists(source, "fusion.secret_key_file", self.fusion.secret_key_file)
         require_dir(source, "fusion.authorized_keys_dir", self.fusion.authorized_keys_dir)
         _check_sqlite_folder(source, self.store.url)
+        if self.coverage.plan_dir is not None:
+            require_dir(source, "coverage.plan_dir", self.coverage.plan_dir)
 
 
 def _check_sqlite_folder(source: str, url: str) -> None:

@@ -28,6 +28,12 @@ const COLOURS = {
   noisy: "#d4b106", muted: "#6b7785",
 };
 
+// Coverage layer (the plan of `sedcity coverage plan`): band fill by the band's lower edge.
+const COVERAGE_BANDS = [[0.9, "band-high", "#52c41a"], [0.5, "band-mid", "#fadb14"], [0, "band-low", "#fa8c16"]];
+const COVERAGE_LAYER_NAMES = { located: "P(located)", heard: "P(heard)" };
+// The server's local frame <-> WGS84 (sed/api/schemas.py: equirectangular about the site origin).
+const EARTH_RADIUS_M = 6371008.8;
+
 const state = {
   token: sessionStorage.getItem("sed-token"),
   user: null,
@@ -41,6 +47,7 @@ const state = {
   liveAbort: null,
   clipUrl: null,
   imageUrl: null,
+  coverage: null, // { plan, features: [{ properties, rings }], corners } while the layer is on
 };
 
 const $ = (id) => document.getElementById(id);
@@ -115,6 +122,9 @@ function signOut(message) {
   if (state.token && !message) fetch("/api/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${state.token}` } });
   state.token = null;
   sessionStorage.removeItem("sed-token");
+  state.coverage = null; // plan data came from the signed-in API: not kept for the next user
+  $("coverage-on").checked = false;
+  showCoverageControls();
   $("login-error").textContent = message || "";
   $("login").hidden = false;
 }
@@ -441,6 +451,7 @@ function renderMap() {
   const incidents = visibleIncidents().filter((i) => i.position);
   const sensors = state.sensors.filter((s) => s.position);
   const points = [...sensors.map((s) => s.position), ...incidents.map((i) => i.position)];
+  if (state.coverage) points.push(...state.coverage.corners);
   map.replaceChildren();
   if (points.length === 0) {
     map.append(svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", fill: "#8b98a8" }, "No sensor has reported yet."));
@@ -449,6 +460,7 @@ function renderMap() {
   const projection = makeProjection(points, width, height);
   if (projection.tiles) drawTiles(map, projection, width, height);
   else drawGrid(map, projection, width, height);
+  if (state.coverage) drawCoverage(map, projection);
   for (const incident of [...incidents].reverse()) {
     const [cx, cy] = projection.at(incident.position);
     const reviewed = !OPEN_STATUSES.has(incident.status);
@@ -482,6 +494,119 @@ function renderMap() {
   const barY = height - plotInsets(height).legendPx - 8;
   map.append(svg("line", { x1: width - 20 - barPx, y1: barY, x2: width - 20, y2: barY, stroke: "#e6edf3", "stroke-width": 3 }));
   map.append(svg("text", { class: "scale-label", x: width - 20 - barPx, y: barY - 7, "font-size": 13 }, `${length} m`));
+}
+
+// ---------------------------------------------------------------- coverage layer
+
+/** Fetch the latest plan when the toggle goes on; forget it when it goes off. */
+async function toggleCoverage() {
+  $("coverage-status").textContent = "";
+  if (!$("coverage-on").checked) {
+    state.coverage = null;
+    showCoverageControls();
+    renderMap();
+    return;
+  }
+  $("coverage-status").textContent = "loading…";
+  let coverage;
+  try {
+    const response = await api("/api/coverage");
+    coverage = placeCoverage(await response.json(), response.headers.get("X-Coverage-Plan") || "");
+  } catch (error) {
+    if (error instanceof Unauthorized) return;
+    $("coverage-on").checked = false;
+    $("coverage-status").textContent = String(error.message || error);
+    return;
+  }
+  if (!$("coverage-on").checked) return; // switched off while loading
+  state.coverage = coverage;
+  const keys = [...new Set(coverage.features.map(coverageKey))].sort();
+  const select = $("coverage-layer");
+  const before = select.value;
+  select.replaceChildren(...keys.map((key) => {
+    const [label, period, layer] = key.split("|");
+    return el("option", { value: key }, `${LABEL_NAMES[label] || label} · ${period} · ${COVERAGE_LAYER_NAMES[layer] || layer}`);
+  }));
+  select.value = keys.includes(before) ? before : (keys.find((k) => k.endsWith("|located")) || keys[0] || "");
+  $("coverage-status").textContent = coverage.plan ? `plan ${coverage.plan}` : "";
+  showCoverageControls();
+  renderMap();
+}
+
+/** The plan's features with every ring as map points; throws when they cannot be placed. */
+function placeCoverage(plan, name) {
+  if (!plan || plan.type !== "FeatureCollection" || !Array.isArray(plan.features)) {
+    throw new Error(`coverage plan ${name}: not a GeoJSON FeatureCollection`);
+  }
+  const site = state.site;
+  const geodetic = site && site.origin_lat_deg != null && site.origin_lon_deg != null;
+  if (!geodetic) throw new Error("the site has no geodetic origin (site.origin_lat_deg, origin_lon_deg): the plan cannot be placed");
+  const cosLat = Math.cos((site.origin_lat_deg * Math.PI) / 180);
+  const point = ([lon, lat]) => ({
+    lat_deg: lat, lon_deg: lon,
+    x_m: (((lon - site.origin_lon_deg) * Math.PI) / 180) * EARTH_RADIUS_M * cosLat,
+    y_m: (((lat - site.origin_lat_deg) * Math.PI) / 180) * EARTH_RADIUS_M,
+  });
+  const features = [];
+  const all = [];
+  for (const feature of plan.features) {
+    const geometry = feature && feature.geometry;
+    if (!geometry || !feature.properties) continue;
+    const polygons = geometry.type === "Polygon" ? [geometry.coordinates]
+      : geometry.type === "MultiPolygon" ? geometry.coordinates : [];
+    const rings = polygons.flat().map((ring) => ring.map(point));
+    if (rings.length === 0) continue;
+    rings.forEach((ring) => all.push(...ring));
+    features.push({ properties: feature.properties, rings });
+  }
+  if (features.length === 0) throw new Error(`coverage plan ${name}: no polygon to draw`);
+  const corner = (pick) => ({
+    lat_deg: pick(all.map((p) => p.lat_deg)), lon_deg: pick(all.map((p) => p.lon_deg)),
+    x_m: pick(all.map((p) => p.x_m)), y_m: pick(all.map((p) => p.y_m)),
+  });
+  const low = (values) => values.reduce((a, b) => Math.min(a, b));
+  const high = (values) => values.reduce((a, b) => Math.max(a, b));
+  return { plan: name, features, corners: [corner(low), corner(high)] };
+}
+
+function coverageKey(feature) {
+  const p = feature.properties;
+  return `${p.label}|${p.period}|${p.layer}`;
+}
+
+function bandOf(properties) {
+  return COVERAGE_BANDS.find(([low]) => (properties.band_min || 0) >= low) || COVERAGE_BANDS[COVERAGE_BANDS.length - 1];
+}
+
+/** The chosen class, period and quantity's bands, semi-transparent, under everything else. */
+function drawCoverage(map, projection) {
+  const key = $("coverage-layer").value;
+  for (const feature of state.coverage.features.filter((f) => coverageKey(f) === key)) {
+    const p = feature.properties;
+    const d = feature.rings.map((ring) => ring.map((q, i) => `${i ? "L" : "M"} ${projection.at(q).join(" ")}`).join(" ") + " Z").join(" ");
+    const [, name, colour] = bandOf(p);
+    const path = svg("path", { class: `coverage-band ${name}`, d, fill: colour, stroke: colour, "fill-rule": "evenodd" });
+    const error = p.median_error_95_m == null ? "" : ` · median 95 % error ${Number(p.median_error_95_m).toFixed(0)} m`;
+    path.append(svg("title", {}, `${COVERAGE_LAYER_NAMES[p.layer] || p.layer} ${p.band_min}–${p.band_max} · ` +
+      `${(Number(p.area_m2) / 1e4).toFixed(1)} ha${error}`));
+    map.append(path);
+  }
+}
+
+function showCoverageControls() {
+  const on = Boolean(state.coverage);
+  $("coverage-layer").hidden = !on;
+  const legend = $("coverage-legend");
+  legend.hidden = !on;
+  if (!on) return;
+  const layer = $("coverage-layer").value.split("|")[2];
+  const bands = [...new Map((state.coverage.features.filter((f) => f.properties.layer === layer))
+    .map((f) => [f.properties.band_min, f.properties])).values()].sort((a, b) => a.band_min - b.band_min);
+  legend.replaceChildren(...bands.map((p) => {
+    const item = el("span");
+    item.append(el("i", { class: `swatch ${bandOf(p)[1]}` }), document.createTextNode(`${p.band_min}–${p.band_max}`));
+    return item;
+  }));
 }
 
 // ---------------------------------------------------------------- detail
@@ -596,6 +721,8 @@ window.addEventListener("DOMContentLoaded", () => {
   $("logout").addEventListener("click", () => signOut());
   $("filter-status").addEventListener("change", render);
   $("filter-priority").addEventListener("change", render);
+  $("coverage-on").addEventListener("change", toggleCoverage);
+  $("coverage-layer").addEventListener("change", () => { showCoverageControls(); renderMap(); });
   for (const button of document.querySelectorAll("button[data-action]")) {
     button.addEventListener("click", () => review(button.dataset.action));
   }

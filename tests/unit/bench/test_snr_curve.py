@@ -159,3 +159,9 @@ def test_background_pieces_are_cross_faded_not_butted(rng: np.random.Generator) 
 def test_background_clips_too_short_to_fill_a_stretch_are_one_clear_error(rng: np.random.Generator) -> None:
     with pytest.raises(ConfigError, match=r"background draws did not fill 48000 samples; clips too short"):
         snr_curve.background_stretch([np.ones(100, np.float32)], 48000, rng)
+
+
+def test_any_stretch_length_is_filled_even_when_only_a_sliver_is_left(rng: np.random.Generator) -> None:
+    clip = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    for n_samples in (15840 + 100, 2 * 15840 + 170, 700, 16000):  # leave 100, 170 ... samples after whole pieces
+        assert snr_curve.background_stretch([clip], n_samples, rng).shape == (n_samples,)
