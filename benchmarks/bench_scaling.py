@@ -8,13 +8,15 @@ Two corpora, each scored by the shipped command (a subprocess, as a user runs it
   clips over real ambient backgrounds (:mod:`sed.bench.mixtures`), repeated to 10 hours,
   written once under the cache folder.
 
-Reported: wall seconds from command start to report written (cluster start-up included),
-audio hours per wall hour, the 2-worker / 1-worker ratio, the highest resident memory of
+Reported, as medians of ``--repeats`` runs (1 and 2 workers alternating; the machine is
+shared): wall seconds from command start to report written (cluster start-up included),
+the seconds spent running tasks (``run_by.tasks_s``), audio hours per wall hour, the
+2-worker / 1-worker ratios, the highest resident memory of
 any one process doing the work (workers, or the one process), and whether the two reports
 found the same things (detections and figures; timings excluded). JSON with provenance and
 a PNG under ``benchmarks/results/``.
 
-    python benchmarks/bench_scaling.py            # ~10 minutes here
+    python benchmarks/bench_scaling.py            # ~8 minutes here (3 runs of each)
     python benchmarks/bench_scaling.py --smoke    # seconds: 12 clips, 6 minutes of long form
 """
 
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "--cache-dir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sed"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_scaling.json")
-    parser.add_argument("--smoke", action="store_true", help="12 dev clips and 0.1 h of long form")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (medians reported)")
+    parser.add_argument("--smoke", action="store_true", help="12 dev clips and 0.1 h of long form, one run each")
     args = parser.parse_args(argv)
     root = args.data or (shared_data_dir() / "events" if shared_data_dir() is not None else None)
     if root is None or not (root / "manifest.csv").is_file():
@@ -189,26 +192,42 @@ def main(argv: list[str] | None = None) -> int:
         ),
         f"{hours:g} h recording": ([str(folder), "--annotations", str(tsv)], hours),
     }
+    repeats = 1 if args.smoke else args.repeats
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (detect_args, corpus_hours) in corpora.items():
-            runs = []
-            for workers in (1, 2):
-                print(f"{name}: {workers} worker(s) …", file=sys.stderr)
-                run = run_detect(detect_args, workers, Path(tmp) / f"{len(results)}_{workers}.json")
-                report = run.pop("report")
-                run.pop("text")
-                audio_h = corpus_hours if corpus_hours is not None else report["speed"]["audio_s"] / 3600
-                run["audio_h"] = audio_h
-                run["audio_h_per_wall_h"] = audio_h * 3600 / run["wall_s"]
-                run["run_by"] = report["run_by"]
-                run["_findings"] = findings(report)
-                runs.append(run)
-            identical = runs[0].pop("_findings") == runs[1].pop("_findings")
+            runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+            found: dict[int, str] = {}
+            # alternate 1 and 2 workers so that the machine's slow spells hit both alike
+            for repeat in range(repeats):
+                for workers in (1, 2):
+                    print(f"{name}: {workers} worker(s), run {repeat + 1}/{repeats} …", file=sys.stderr)
+                    run = run_detect(detect_args, workers, Path(tmp) / f"{len(results)}_{workers}_{repeat}.json")
+                    report = run.pop("report")
+                    run.pop("text")
+                    audio_h = corpus_hours if corpus_hours is not None else report["speed"]["audio_s"] / 3600
+                    run.update(audio_h=audio_h, run_by=report["run_by"])
+                    if found.setdefault(workers, findings(report)) != findings(report):
+                        raise SystemExit(f"{name}: two runs with {workers} worker(s) found different things")
+                    runs[workers].append(run)
+            summary = {}
+            for workers, these in runs.items():
+                wall_s = float(np.median([r["wall_s"] for r in these]))
+                tasks_s = float(np.median([r["run_by"]["tasks_s"] for r in these]))
+                summary[workers] = {
+                    "workers": workers,
+                    "wall_s_median": wall_s,
+                    "tasks_s_median": tasks_s,
+                    "startup_s_median": float(np.median([r["run_by"]["startup_s"] for r in these])),
+                    "audio_h_per_wall_h": these[0]["audio_h"] * 3600 / wall_s,
+                    "peak_rss_mib_per_process": max(r["peak_rss_mib_per_process"] for r in these),
+                    "runs": these,
+                }
             results[name] = {
-                "runs": runs,
-                "speedup": runs[0]["wall_s"] / runs[1]["wall_s"],
-                "identical_reports": identical,
+                "runs": [summary[1], summary[2]],
+                "speedup": summary[1]["wall_s_median"] / summary[2]["wall_s_median"],
+                "speedup_tasks": summary[1]["tasks_s_median"] / summary[2]["tasks_s_median"],
+                "identical_reports": found[1] == found[2],
             }
     report_doc = {
         **provenance("python benchmarks/bench_scaling.py " + " ".join(argv if argv is not None else sys.argv[1:])),
@@ -224,9 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         one, two = r["runs"]
         print(
-            f"{name}: 1 worker {one['wall_s']:.1f} s, 2 workers {two['wall_s']:.1f} s -> {r['speedup']:.2f}x "
-            f"(baseline: 1 worker, same run); peak RSS per process {one['peak_rss_mib_per_process']:.0f} / "
-            f"{two['peak_rss_mib_per_process']:.0f} MiB; identical reports: {r['identical_reports']}"
+            f"{name}: median wall 1 worker {one['wall_s_median']:.1f} s, 2 workers {two['wall_s_median']:.1f} s "
+            f"-> {r['speedup']:.2f}x (baseline: 1 worker, same run; the tasks alone {r['speedup_tasks']:.2f}x, "
+            f"cluster start {two['startup_s_median']:.1f} s); peak RSS per process "
+            f"{one['peak_rss_mib_per_process']:.0f} / {two['peak_rss_mib_per_process']:.0f} MiB; "
+            f"identical reports: {r['identical_reports']}"
         )
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return 0 if all(r["identical_reports"] for r in results.values()) else 1

@@ -56,7 +56,7 @@ def parse_config(raw: dict[str, Any], kind: type[T], *, source: str = "<config>"
     try:
         config = kind.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(format_errors(exc, source)) from None
     config.check(source)
     return config
 
@@ -96,7 +96,7 @@ def _parse_env_value(text: str) -> Any:
 _SECRET_KEY_PARTS = ("url", "password", "secret", "token")
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
+def format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
@@ -120,4 +120,4 @@ def _shorten(text: str) -> str:
     return text if len(text) <= MAX_QUOTED_CHARS else f"{text[: MAX_QUOTED_CHARS - 1]}…"
 
 
-__all__ = ["ENV_PREFIX", "load_config", "parse_config"]
+__all__ = ["ENV_PREFIX", "format_errors", "load_config", "parse_config"]

@@ -263,6 +263,11 @@ def run_plan(config: PlanConfig, *, add: int, progress: bool = False, district: 
     coverages = [results[s] for s in scenarios]
 
     objective_name = "zones" if district.zones else "area"
+    if add > 0 and candidates:
+        print(
+            f"--add: gains are located area of the {objective_name}, the mean over {len(scenarios)} scenarios "
+            f"({', '.join(acoustics)} x {', '.join(PERIODS)})"
+        )
 
     def report(pick: Pick) -> None:
         share = pick.located_m2 / max(float(weight.sum()), 1e-9)

@@ -13,14 +13,14 @@ from typing import Annotated
 from pydantic import Field, ValidationError
 
 from sed.config.base import ConfigPath, Section
-from sed.config.loader import _format_errors
+from sed.config.loader import format_errors
 from sed.coverage.locate_error import DEFAULT_TIMING_SIGMA_S
 from sed.coverage.physics import DEFAULT_CLASSES, ClassAcoustics, RangeModel
 from sed.errors import ConfigError
 
 NoiseDb = Annotated[float, Field(ge=0.0, le=140.0)]
 
-EXAMPLE = """\
+EXAMPLE = f"""\
 [inputs]
 sites = "sites.csv"              # id,kind,mount_height_m,lat,lon (or x,y in sites_crs); kind: existing|candidate
 # sites_crs = "EPSG:32633"       # CRS of x/y columns (default: the working CRS)
@@ -44,10 +44,10 @@ cell_m = 5.0                     # cell side, m
 
 [localization]
 # error_bound_m = 25.0           # located = >= 3 sensors detect and 95 % error below this, m
-# timing_sigma_ms = 5.0          # 1-sigma arrival-time error of one sensor, ms
+# timing_sigma_ms = {DEFAULT_TIMING_SIGMA_S * 1e3:<12g} # 1-sigma arrival-time error of one sensor, ms
 
 # [range_model]                  # sed.coverage.physics.RangeModel
-# excess_db_per_km = 6.0
+# excess_db_per_km = {RangeModel.excess_db_per_km:<11g} # fitted on Pittsburgh (sedcity coverage validate)
 
 # [classes.gunshot]              # override a class's acoustics (or add one the detector knows)
 # source_level_db = 125.0        # 1-s Leq at 1 m, dB
@@ -159,7 +159,7 @@ def load_plan_config(path: Path) -> PlanConfig:
     try:
         config = PlanConfig.model_validate(raw, context={"base_dir": path.parent})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, str(path))) from None
+        raise ConfigError(format_errors(exc, str(path))) from None
     config.check(str(path))
     return config
 

@@ -153,7 +153,8 @@ def test_scaling_benchmark_smoke_runs_one_and_two_workers_with_identical_reports
     assert report["git_commit"] and len(report["corpora"]) == 2
     for corpus in report["corpora"].values():
         assert corpus["identical_reports"] and corpus["speedup"] > 0
-        assert [r["run_by"]["engine"] for r in corpus["runs"]] == ["sequential", "dask-local"]
+        assert [r["runs"][0]["run_by"]["engine"] for r in corpus["runs"]] == ["sequential", "dask-local"]
+        assert all(r["tasks_s_median"] > 0 for r in corpus["runs"]) and corpus["speedup_tasks"] > 0
         assert all(r["peak_rss_mib_per_process"] > 50 for r in corpus["runs"])
     assert out_file.with_suffix(".png").stat().st_size > 10_000
-    assert "(baseline: 1 worker, same run)" in out
+    assert "(baseline: 1 worker, same run;" in out
