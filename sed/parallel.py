@@ -35,11 +35,13 @@ R = TypeVar("R")
 
 #: Seconds to wait for an existing scheduler to answer.
 CONNECT_TIMEOUT_S = 10.0
-#: Dask settings for the clusters sed starts. Each worker's housekeeping (a stack sample every
-#: 10 ms for Dask's profiler, an event-loop tick every 20 ms, system and memory monitors) made
-#: the detector's CPU time 27 % higher in a worker than in this process (six half-hour pieces:
-#: 24.8 s against 19.5 s); with these, 21.1 s.
+#: Dask settings for the clusters sed starts. Dask's workers start with MALLOC_TRIM_THRESHOLD_
+#: at 64 KiB (to hand memory back to the system sooner); the detector allocates and frees
+#: window-sized arrays all the time, and with that setting two processes scoring a 10-hour
+#: file took 45-52 s instead of 38-43 s. Only the thread limits are kept. The worker's
+#: housekeeping (a stack sample every 10 ms for Dask's profiler, a 20 ms tick) is slowed too.
 LOCAL_CLUSTER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "5s",
@@ -55,6 +57,14 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _has_dask() -> bool:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def add_engine_arguments(parser: Any) -> None:
     """``--workers N`` and ``--scheduler ADDRESS`` on a command's argument parser."""
     parser.add_argument(
@@ -63,7 +73,7 @@ def add_engine_arguments(parser: Any) -> None:
         default=None,
         metavar="N",
         help=f"worker processes of a local Dask cluster started for the run (default: all cores, here "
-        f"{default_workers()}); 1 runs every task in this process",
+        f"{default_workers()}, when Dask is installed); 1 runs every task in this process",
     )
     parser.add_argument(
         "--scheduler",
@@ -112,6 +122,11 @@ class Engine:
 
     def __init__(self, *, workers: int | None = None, scheduler: str | None = None) -> None:
         self.scheduler = scheduler
+        if workers is None and scheduler is None and not _has_dask():
+            # the default (every core) needs the bench extra; without it, run here and say so
+            print("note: Dask is not installed (pip install 'sed[bench]'): running every task in this process",
+                  file=sys.stderr)  # fmt: skip
+            workers = 1
         self.workers = workers if workers is not None else default_workers()
         if self.workers < 1:
             raise ConfigError(f"workers={self.workers}; expected >= 1")

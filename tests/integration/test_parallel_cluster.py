@@ -252,3 +252,12 @@ def test_a_scheduler_that_does_not_answer_is_one_clear_error(monkeypatch: pytest
         Engine(scheduler=address),
     ):
         pass
+
+
+def _worker_environment(_: int) -> tuple[str | None, str | None]:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+
+def test_local_workers_keep_the_thread_limits_but_not_dasks_malloc_trim() -> None:
+    with Engine(workers=2) as engine:
+        assert engine.map(_worker_environment, [0, 1], desc="env") == [(None, "1"), (None, "1")]

@@ -1,7 +1,8 @@
 """The latest coverage plan, for the dashboard's coverage layer.
 
 ``sedcity coverage plan ... --out DIR`` writes ``DIR/coverage.geojson`` (RFC 7946: WGS84
-longitude/latitude, one feature per cell with per-class properties). The server serves the
+longitude/latitude; cells merged into polygons per class, period, quantity and probability
+band, :mod:`sed.coverage.outputs`). The server serves the
 newest such file found in ``coverage.plan_dir`` or one folder below it, as it is on disk
 (checked once per version of the file: a JSON ``FeatureCollection`` within
 ``coverage.max_plan_bytes``), so a plan written while the server runs shows at the next request.
