@@ -218,6 +218,7 @@ class Engine:
         desc: str,
         shared: dict[str, Any] | None = None,
         per_task: int = 1,
+        cost: Sequence[float] | None = None,
         on_done: Callable[[int], None] | None = None,
     ) -> list[R]:
         """``[fn(item, **shared) for item in items]``, with a progress bar of tasks done.
@@ -225,14 +226,28 @@ class Engine:
         ``shared``: large arguments common to every task (e.g. training features), sent to
         each worker once rather than with every task. ``per_task``: items per Dask task, for
         items that take a few milliseconds each (a task costs the scheduler about a
-        millisecond; Dask advises tasks of 100 ms or more). ``on_done(n)`` is called after
-        each task with the number of tasks done so far.
+        millisecond; Dask advises tasks of 100 ms or more). ``cost``: a rough size of each
+        item (e.g. bytes of its file); on a cluster the largest go first, so that no long
+        task starts last while the other workers idle. The results are in the order of
+        ``items`` whatever the order run. ``on_done(n)`` is called after each task with the
+        number of tasks done so far.
         """
         started = time.perf_counter()
+        order = list(range(len(items)))
+        if cost is not None and self._client is not None:
+            if len(cost) != len(items):
+                raise ValueError(f"{len(cost)} costs for {len(items)} items")
+            order.sort(key=lambda k: -cost[k])
         try:
-            return self._map(fn, items, desc=desc, shared=shared, per_task=per_task, on_done=on_done)
+            done = self._map(
+                fn, [items[k] for k in order], desc=desc, shared=shared, per_task=per_task, on_done=on_done
+            )
         finally:
             self.tasks_s += time.perf_counter() - started
+        results: list[Any] = [None] * len(items)
+        for k, result in zip(order, done, strict=True):
+            results[k] = result
+        return results
 
     def _map(
         self,

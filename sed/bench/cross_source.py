@@ -112,7 +112,9 @@ def run_folds(
         with Engine(workers=1) as sequential:
             per_fold = sequential.map(run_fold, held_out, desc="folds", shared={"data": data})
     else:
-        per_fold = engine.map(run_fold, held_out, desc="folds", shared={"data": data})
+        # a fold streams its family's clips: the big families go first, so none starts last alone
+        size = collections.Counter(source_family(c) for c in own)
+        per_fold = engine.map(run_fold, held_out, desc="folds", shared={"data": data}, cost=[size[f] for f in held_out])
     return [outcome for fold in per_fold for outcome in fold]
 
 

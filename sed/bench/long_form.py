@@ -95,7 +95,13 @@ def evaluate(
         except AudioFormatError as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             skipped.append({"path": str(path), "error": str(exc)})
-    results = engine.map(score_piece, tasks, desc="pieces of recordings", shared={"spec": spec})
+    results = engine.map(
+        score_piece,
+        tasks,
+        desc="pieces of recordings",
+        shared={"spec": spec},
+        cost=[piece.n_owned_samples for piece in tasks],
+    )
     by_file: dict[str, list[PieceResult]] = {}
     for result in results:
         by_file.setdefault(result.path, []).append(result)

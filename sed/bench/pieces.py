@@ -57,6 +57,7 @@ class Piece:
     native_rate_hz: int
     tail_samples: int
     chunk_samples: int
+    n_owned_samples: int  # samples it owns (its cost)
 
 
 @dataclasses.dataclass
@@ -106,7 +107,7 @@ def plan_pieces(
         starts.pop()
     bounds = [*starts[1:], None]
     return [
-        Piece(path, k, start, stop, rate, tail_samples, chunk_samples)
+        Piece(path, k, start, stop, rate, tail_samples, chunk_samples, (n_samples if stop is None else stop) - start)
         for k, (start, stop) in enumerate(zip(starts, bounds, strict=True))
     ]
 
