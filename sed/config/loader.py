@@ -39,16 +39,21 @@ def load_config(path: str | Path, kind: type[T] | None = None) -> T:
         Naming the file, the key path, the value and what was expected.
     """
     path = Path(path)
+    raw = read_toml(path)
+    model = kind or _guess_kind(raw)
+    return parse_config(_apply_env_overrides(raw, os.environ), model, source=str(path), base_dir=path.parent)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a mapping; a missing, unreadable or malformed file is one :class:`ConfigError`."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: unreadable: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    model = kind or _guess_kind(raw)
-    return parse_config(_apply_env_overrides(raw, os.environ), model, source=str(path), base_dir=path.parent)
 
 
 def parse_config(raw: dict[str, Any], kind: type[T], *, source: str = "<config>", base_dir: Path | None = None) -> T:
@@ -56,7 +61,7 @@ def parse_config(raw: dict[str, Any], kind: type[T], *, source: str = "<config>"
     try:
         config = kind.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, source)) from None
+        raise ConfigError(_format_errors(exc, source)) from None
     config.check(source)
     return config
 
@@ -96,7 +101,7 @@ def _parse_env_value(text: str) -> Any:
 _SECRET_KEY_PARTS = ("url", "password", "secret", "token")
 
 
-def format_errors(exc: ValidationError, source: str) -> str:
+def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
@@ -120,4 +125,4 @@ def _shorten(text: str) -> str:
     return text if len(text) <= MAX_QUOTED_CHARS else f"{text[: MAX_QUOTED_CHARS - 1]}…"
 
 
-__all__ = ["ENV_PREFIX", "format_errors", "load_config", "parse_config"]
+__all__ = ["ENV_PREFIX", "load_config", "parse_config", "read_toml"]

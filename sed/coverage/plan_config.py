@@ -6,14 +6,13 @@ folder. :data:`EXAMPLE` is the annotated example ``--help`` prints.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from sed.config.base import ConfigPath, Section
-from sed.config.loader import format_errors
+from sed.config.loader import parse_config, read_toml
 from sed.coverage.locate_error import DEFAULT_TIMING_SIGMA_S
 from sed.coverage.physics import DEFAULT_CLASSES, ClassAcoustics, RangeModel
 from sed.errors import ConfigError
@@ -148,20 +147,7 @@ class PlanConfig(Section):
 
 def load_plan_config(path: Path) -> PlanConfig:
     """Read and check a plan file; one :class:`ConfigError` naming the file and key."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        config = PlanConfig.model_validate(raw, context={"base_dir": path.parent})
-    except ValidationError as exc:
-        raise ConfigError(format_errors(exc, str(path))) from None
-    config.check(str(path))
-    return config
+    return parse_config(read_toml(path), PlanConfig, source=str(path), base_dir=path.parent)
 
 
 __all__ = ["EXAMPLE", "PlanConfig", "load_plan_config"]
