@@ -73,6 +73,17 @@ class CommandParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def positive_int(text: str) -> int:
+    """An argument that must be a whole number > 0 (``type=`` of :class:`CommandParser` options)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}; expected a whole number > 0")
+    return value
+
+
 def setup_logging(component: str, *, level: str = "INFO") -> None:
     """One-line records naming the component (``sensor pole-017``, ``fusion``, ``api``)."""
     logging.basicConfig(
@@ -161,6 +172,7 @@ __all__ = [
     "CONSOLE_SCRIPT",
     "CommandParser",
     "plain_help",
+    "positive_int",
     "setup_logging",
     "start_service",
     "startup_error_types",

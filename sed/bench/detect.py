@@ -43,7 +43,7 @@ from sed.bench.runner import ScorerSpec  # noqa: E402
 from sed.errors import ConfigError  # noqa: E402
 from sed.models.yamnet_litert import SAMPLE_RATE_HZ  # noqa: E402
 from sed.parallel import Engine, add_engine_arguments, single_threaded_blas  # noqa: E402
-from sed.runtime import CONSOLE_SCRIPT, CommandParser  # noqa: E402
+from sed.runtime import CONSOLE_SCRIPT, CommandParser, positive_int  # noqa: E402
 
 #: Longest push block, s: the bench holds one block of the padded signal at a time.
 MAX_CHUNK_S = 60.0
@@ -57,16 +57,6 @@ def _chunk_seconds(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and 1 / SAMPLE_RATE_HZ <= value <= MAX_CHUNK_S):
         raise argparse.ArgumentTypeError(f"{text!r}; expected seconds from {1 / SAMPLE_RATE_HZ} to {MAX_CHUNK_S}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}; expected a whole number > 0")
     return value
 
 
@@ -85,7 +75,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--baseline", choices=["yamnet"], default=None)
     parser.add_argument("--chunk-s", type=_chunk_seconds, default=1.0, help="push block length, s (default 1.0)")
-    parser.add_argument("--limit", type=_positive_int, default=None, help="score only the first N files (smoke runs)")
+    parser.add_argument("--limit", type=positive_int, default=None, help="score only the first N files (smoke runs)")
     parser.add_argument("--out", type=Path, default=None, help="JSON report (every file's detections and maxima)")
     parser.add_argument("--plots", type=Path, default=None, help="folder for PNG plots (default: beside --out)")
     add_engine_arguments(parser)

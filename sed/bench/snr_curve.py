@@ -55,7 +55,7 @@ from sed.errors import AudioFormatError, ConfigError  # noqa: E402
 from sed.models import StreamingDetector, default_model_path  # noqa: E402
 from sed.models.detection_curve import CURVE_FORMAT, isotonic_non_decreasing, model_sha256  # noqa: E402
 from sed.models.train.data import Clip, read_manifest  # noqa: E402
-from sed.runtime import CONSOLE_SCRIPT, CommandParser  # noqa: E402
+from sed.runtime import CONSOLE_SCRIPT, CommandParser, positive_int  # noqa: E402
 
 SAMPLE_RATE_HZ = 16000
 #: Held-out split the clips come from (the model is fitted on ``train``).
@@ -294,13 +294,6 @@ def curve_report(counts: dict[str, Any], *, snr_db: tuple[float, ...]) -> dict[s
     return classes
 
 
-def _positive_int(text: str) -> int:
-    value = int(text) if text.isdigit() else 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}; expected a whole number > 0")
-    return value
-
-
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = CommandParser(prog=prog, description=__doc__)
     parser.add_argument("manifest", type=Path, help="clip manifest CSV with split_hint (its dev rows are used)")
@@ -309,11 +302,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--snr-db", type=float, nargs="+", default=None, help="SNR steps, dB (default -20 ... +30 every 5)"
     )
-    parser.add_argument("--limit", type=_positive_int, default=None, help="at most N event clips per class")
+    parser.add_argument("--limit", type=positive_int, default=None, help="at most N event clips per class")
     parser.add_argument("--smoke", action="store_true", help="quick check: 3 clips per class at -10, +10, +30 dB")
     parser.add_argument("--chunk-s", type=float, default=1.0, help="push block length, s (default 1.0)")
     parser.add_argument(
-        "--repeats", type=_positive_int, default=4, help="trials per clip, each on other background (default 4)"
+        "--repeats", type=positive_int, default=4, help="trials per clip, each on other background (default 4)"
     )
     parser.add_argument("--seed", type=int, default=12, help="background and placement draws (default 12)")
     return parser
