@@ -165,14 +165,18 @@ class Engine:
         else:
             self._config = contextlib.ExitStack()
             self._config.enter_context(dask.config.set(LOCAL_CLUSTER_CONFIG))
-            self._cluster = LocalCluster(
-                n_workers=self.workers,
-                threads_per_worker=1,  # one task per process: the tasks are CPU-bound Python/numpy
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-            self._client = Client(self._cluster)
+            try:
+                self._cluster = LocalCluster(
+                    n_workers=self.workers,
+                    threads_per_worker=1,  # one task per process: the tasks are CPU-bound Python/numpy
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+                self._client = Client(self._cluster)
+            except BaseException:
+                self.__exit__(None, None, None)  # no half-started cluster, no Dask settings left behind
+                raise
         self.startup_s = time.perf_counter() - started
         return self
 
