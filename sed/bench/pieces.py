@@ -186,7 +186,8 @@ def join(pieces: list[PieceResult], labels: tuple[str, ...]) -> dict[str, Any]:
     with_yamnet = pieces[0].yamnet_scores is not None
     maxima = np.max([p.max_scores for p in pieces], axis=0)
     return {
-        "detections": [d for p in pieces for d in p.detections],
+        # in onset order: pieces finish their events in their own order, one run in another
+        "detections": sorted((d for p in pieces for d in p.detections), key=lambda d: (d.onset_s, d.label)),
         "max_scores": {label: float(maxima[k]) for k, label in enumerate(labels)},
         "yamnet_scores": (
             {
