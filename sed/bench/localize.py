@@ -217,6 +217,14 @@ def _settings(args: argparse.Namespace, mode: str) -> dict[str, object]:
     return settings
 
 
+def located_pulse_shots(tests: list[LiveFireTest], *, dataset: Path) -> list[scoring.ShotResult]:
+    """Every shot solved from ShotSpotter's pulses with this bench's default settings: what
+    ``sedcity bench localize DATASET --mode pulses`` scores (the coverage model's "measured")."""
+    settings = _settings(_parser("sedcity bench localize").parse_args([str(dataset)]), "pulses")
+    rows, _, _ = _run_mode(tests, "pulses", settings, [], progress=False)
+    return rows
+
+
 def _run_mode(
     tests: list[LiveFireTest], mode: str, settings: dict[str, object], problems: list[Problem], *, progress: bool
 ) -> tuple[list[scoring.ShotResult], list[tuple[LiveFireTest, Group]], list[scoring.ShotResult]]:
@@ -399,4 +407,4 @@ def _meta(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, object]:
     }
 
 
-__all__ = ["main"]
+__all__ = ["located_pulse_shots", "main"]

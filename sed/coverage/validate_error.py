@@ -59,10 +59,9 @@ def measured_errors(tests: list[LiveFireTest], dataset: Path) -> dict[str, dict[
     """``sed bench localize`` in pulses mode with its default settings: per firing position the
     95th percentile of the 2-D error about the survey point and about the shots' centroid."""
     # the bench's own run, settings and scoring: no second solver here
-    from sed.bench.localize import _parser, _run_mode, _settings
+    from sed.bench.localize import located_pulse_shots
 
-    settings = _settings(_parser("sedcity bench localize").parse_args([str(dataset)]), "pulses")
-    rows, _, _ = _run_mode(tests, "pulses", settings, [], progress=False)
+    rows = located_pulse_shots(tests, dataset=dataset)
     survey = {t.firing_position: t.survey_m for t in tests}
     out: dict[str, dict[str, float | int | None]] = {}
     for fp in sorted(survey):
