@@ -329,7 +329,8 @@ def _foreign(draw: st.DrawFn, body: dict[str, Any]) -> Frame:
     if choice == "tag":
         body["type"] = draw(st.one_of(st.sampled_from(["ack", "incident", "reject", "", "DETECTION", 1, None]), _texts))
     else:
-        body["schema_version"] = draw(st.one_of(st.sampled_from([0, 2, -1, 2**63, "1", None, 1.0]), _ints))
+        unknown = [0, wire.SCHEMA_VERSION + 1, -1, 2**63, "1", None, 1.0]
+        body["schema_version"] = draw(st.one_of(st.sampled_from(unknown), _ints))
     return Frame("foreign_message", (_encode(body),), _message_id(body))
 
 

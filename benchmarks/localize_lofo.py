@@ -95,8 +95,8 @@ def held_out_run(root: Path, fp: str, weights: np.ndarray | None, workdir: Path)
     try:
         out = workdir / f"{fp}.json"
         with contextlib.redirect_stdout(io.StringIO()):
-            bench_main([str(root), "--mode", "audio", "--firing-positions", fp, "--out", str(out), "--no-plots",
-                        "--no-progress"], prog="localize_lofo")  # fmt: skip
+            bench_main([str(root), "--mode", "audio", "--association", "likelihood", "--firing-positions", fp,
+                        "--out", str(out), "--no-plots", "--no-progress"], prog="localize_lofo")  # fmt: skip
     finally:
         onset.directness = original
     return json.loads(out.read_text())["modes"]["audio"]

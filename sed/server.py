@@ -46,10 +46,12 @@ class Server:
         self._on_incident = on_incident
         #: The fusion thread's health; it dies (and the process with it) if the node's loop ends.
         self.fusion_liveness = Liveness("fusion")
+        #: The fusion node's association worker; its problems say when association is overloaded.
+        self.association_liveness = Liveness("association")
         self._api = ApiServer(self.app, host=config.api.host, port=config.api.port)
         #: Every worker of the process: the fusion node, the API's and the HTTP server.
         self.supervisor: Supervisor = self._api.supervisor
-        self.supervisor.watch(self.fusion_liveness)
+        self.supervisor.watch(self.fusion_liveness, self.association_liveness)
         self.api_url = ""
         self.fusion_endpoint = ""
 
@@ -66,6 +68,7 @@ class Server:
                 on_incident=self._announce,
                 on_ready=ready,
                 liveness=self.fusion_liveness,
+                association_liveness=self.association_liveness,
                 registry=self.app.state.metrics.registry,
             )
         except BaseException as exc:

@@ -46,6 +46,7 @@ class WorkerStatus:
     behind_s: float  # since its loop last turned (or since it started, before the first turn)
     backlog: int | None  # work waiting, where the worker has a queue
     problems: int  # conditions it works around (e.g. unreadable key files); details are in the log
+    overload: str | None = None  # how far behind it is while it cannot keep up (nothing dropped)
 
     @property
     def ok(self) -> bool:
@@ -78,6 +79,8 @@ class Liveness:
         self.backlog = backlog
         #: Conditions the worker works around but an operator should fix (set by the worker).
         self.problems: list[str] = []
+        #: Set by the worker while it falls behind its input, e.g. "overloaded: association 2.1 s behind".
+        self.overload: str | None = None
         self.error: str | None = None
         self._thread: threading.Thread | None = None
         self._last_turn_s = time.monotonic()
@@ -135,6 +138,7 @@ class Liveness:
             behind_s=round(behind_s, 3),
             backlog=backlog,
             problems=len(self.problems),
+            overload=self.overload,
         )
 
     def _run(self, target: Callable[[], None]) -> None:

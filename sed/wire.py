@@ -18,6 +18,13 @@ The fusion node answers a durable message (detection, evidence clip) with an
 :class:`Ack` once it is stored, or with a :class:`Reject` when it will never accept it
 (invalid, outside the site, spoofed), so the sensor stops resending it.
 
+Schema versions: this module encodes v2 and decodes v1 and v2 (:data:`DECODABLE_VERSIONS`).
+v2 added :attr:`Detection.directness` and the alert-first life cycle of an
+:class:`Incident` (:attr:`~Incident.stage`, :attr:`~Incident.merged_into`,
+:attr:`~Incident.revision`). A v1 message decodes as its v2 equivalent: a detection's
+directness 0 (no opinion), an incident ``located`` when it has a position else
+``unlocated``, revision 0.
+
 Example
 -------
 >>> from sed import wire
@@ -36,7 +43,10 @@ import msgspec
 
 from sed.errors import WireError
 
-SCHEMA_VERSION = 1
+#: The version every message is encoded in.
+SCHEMA_VERSION = 2
+#: Versions :func:`decode` reads: the previous one decodes as its v2 equivalent (see the module docstring).
+DECODABLE_VERSIONS = (1, 2)
 #: Largest message accepted on the wire, bytes. An evidence clip (3 s, 16 kHz, FLAC) is ~60 kB.
 MAX_MESSAGE_BYTES = 1 << 20
 #: Largest evidence clip payload, bytes.
@@ -82,6 +92,9 @@ CpuLoad = Annotated[float, msgspec.Meta(ge=0.0, le=1024.0)]
 #: A located incident's 95 % radius, m; the bound only refuses non-finite values.
 UncertaintyM = Annotated[float, msgspec.Meta(ge=0.0, le=1e9)]
 CovarianceM2 = Annotated[float, msgspec.Meta(ge=-1e18, le=1e18)]
+#: Largest magnitude of a detection's directness, log-odds (the sensor's picker gives |x| <= 5).
+MAX_DIRECTNESS = 50.0
+Directness = Annotated[float, msgspec.Meta(ge=-MAX_DIRECTNESS, le=MAX_DIRECTNESS)]
 
 
 class Label(enum.StrEnum):
@@ -118,6 +131,16 @@ class IncidentPriority(enum.StrEnum):
     SUPPRESSED = "suppressed"  # started during a storm of its class (fireworks): listed under a filter
 
 
+class IncidentStage(enum.StrEnum):
+    """Where an incident is in "alert first, refine later" (schema v2); every change is
+    pushed under the same ``incident_id`` with a higher :attr:`Incident.revision`."""
+
+    PROVISIONAL = "provisional"  # first detection(s): shown at once; may move, be located or be merged
+    LOCATED = "located"  # has a position; may still be refined as poles join
+    UNLOCATED = "unlocated"  # final: the wait is over, no position; the poles that heard it are the region
+    MERGED = "merged"  # superseded: its detections belong to ``merged_into``; remove it from view
+
+
 class Position(msgspec.Struct, frozen=True, kw_only=True):
     """A point in the site's local metric frame (east, north, up), metres."""
 
@@ -136,6 +159,9 @@ class Detection(_Message, tag="detection"):
     ``arrival_time_ns`` is the onset of the direct sound at the microphone, integer UTC
     nanoseconds; ``arrival_uncertainty_ns`` its 1-sigma uncertainty. ``clock_status``
     other than ``synced`` means the time must not be used for localisation.
+    ``directness`` (v2) is the sensor's log-odds that the onset is the direct sound rather
+    than an echo (:attr:`sed.dsp.onset.Pick.directness`); 0 is no opinion (a v1 sensor, or
+    no onset picked).
     """
 
     detection_id: MessageId
@@ -149,6 +175,7 @@ class Detection(_Message, tag="detection"):
     position: Position
     clock_status: ClockStatus
     model_version: VersionText = ""
+    directness: Directness = 0.0
 
 
 class EvidenceClip(_Message, tag="evidence_clip"):
@@ -200,11 +227,18 @@ class Reject(_Message, tag="reject"):
 
 
 class Incident(_Message, tag="incident"):
-    """A located event: one or more detections from several sensors explained by one source.
+    """An event: one or more detections from one or more sensors explained by one source.
 
     ``covariance_m2`` is the 2x2 horizontal position covariance ``[xx, xy, yy]`` in m^2;
     ``uncertainty_m`` the radius of its 95 % circle. ``position`` is ``None`` when the
     detections could not determine a point (too few sensors, degenerate geometry).
+
+    ``stage`` (v2, :class:`IncidentStage`) says how final it is; ``None`` on construction
+    or on the wire (a v1 message) means "derive it": ``located`` with a position, else
+    ``unlocated``, so after construction it is never ``None``. ``merged_into`` names the
+    incident that took over a ``merged`` one's detections (set exactly when merged).
+    ``revision`` counts the updates of this ``incident_id``: a subscriber drops an update
+    whose revision is below the one it holds.
     """
 
     incident_id: MessageId
@@ -221,6 +255,23 @@ class Incident(_Message, tag="incident"):
     n_shots: Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)] = 1
     # Additive: an incident from a node without the policy decodes as an alert, as it was.
     priority: IncidentPriority = IncidentPriority.ALERT
+    stage: IncidentStage | None = None
+    merged_into: MessageId | None = None
+    revision: NonNegInt = 0
+
+    def __post_init__(self) -> None:
+        # Runs on decode too, where msgspec reports a ValueError as a validation error of the message.
+        if self.stage is None:
+            derived = IncidentStage.UNLOCATED if self.position is None else IncidentStage.LOCATED
+            msgspec.structs.force_setattr(self, "stage", derived)
+        merged = self.stage is IncidentStage.MERGED
+        if merged != (self.merged_into is not None):
+            raise ValueError(
+                f"incident {self.incident_id!r}: stage {self.stage} with merged_into={self.merged_into!r}; "
+                "expected merged_into set exactly when the stage is merged"
+            )
+        if self.merged_into == self.incident_id:
+            raise ValueError(f"incident {self.incident_id!r}: merged into itself")
 
 
 Message = Detection | EvidenceClip | Heartbeat | Ack | Reject | Incident
@@ -284,18 +335,23 @@ def decode(data: bytes) -> Message:
     where = _describe(envelope)
     if envelope.type not in _TAGS:
         raise WireError(f"{where}: unknown message type {envelope.type!r}; expected one of {sorted(_TAGS)}")
-    if envelope.schema_version != SCHEMA_VERSION:
-        raise WireError(f"{where}: schema v{envelope.schema_version}; this node speaks v{SCHEMA_VERSION}")
-    try:
-        return _message_decoder.decode(data)
-    except msgspec.ValidationError as exc:
+    version = envelope.schema_version
+    if version not in DECODABLE_VERSIONS:
         raise WireError(
-            f"{where}: {printable(str(exc), max_chars=_MAX_DETAIL_CHARS)} (schema v{SCHEMA_VERSION})"
-        ) from None
+            f"{where}: schema v{version}; this node speaks v{SCHEMA_VERSION} and decodes "
+            + ", ".join(f"v{v}" for v in DECODABLE_VERSIONS)
+        )
+    try:
+        message = _message_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise WireError(f"{where}: {printable(str(exc), max_chars=_MAX_DETAIL_CHARS)} (schema v{version})") from None
     except msgspec.DecodeError as exc:
         raise WireError(f"{where}: undecodable: {printable(str(exc), max_chars=_MAX_DETAIL_CHARS)}") from None
     except RecursionError:
         raise WireError(f"{where}: nested too deeply to decode") from None
+    # An older message decodes as its current equivalent (fields it lacks take their defaults),
+    # so whatever re-encodes it writes the current version.
+    return message if version == SCHEMA_VERSION else msgspec.structs.replace(message, schema_version=SCHEMA_VERSION)
 
 
 def rejectable_id(data: bytes) -> str | None:
@@ -303,7 +359,7 @@ def rejectable_id(data: bytes) -> str | None:
 
     Call it for a message :func:`decode` refused. Returns the id the sensor resends it
     under (``detection_id``, or ``clip:<detection_id>`` for an evidence clip) when the
-    envelope is readable, of this schema version and the id itself is a valid
+    envelope is readable, of a version this node decodes and the id itself is a valid
     :data:`MessageId`; else ``None``: a message of another version may be accepted after
     an upgrade, so it is never rejected, and a message whose envelope cannot be read
     names nothing to reject (no sensor of ours sends one).
@@ -315,7 +371,11 @@ def rejectable_id(data: bytes) -> str | None:
     except (msgspec.DecodeError, RecursionError):
         return None
     prefix = _DURABLE_ID_PREFIX.get(envelope.type) if isinstance(envelope.type, str) else None
-    if prefix is None or envelope.schema_version != SCHEMA_VERSION or not isinstance(envelope.detection_id, str):
+    if (
+        prefix is None
+        or envelope.schema_version not in DECODABLE_VERSIONS
+        or not isinstance(envelope.detection_id, str)
+    ):
         return None
     try:  # the same check a Reject's ids get when the sensor decodes it
         return msgspec.convert(prefix + envelope.detection_id, type=MessageId)
@@ -365,10 +425,12 @@ def _unprintable(c: str) -> bool:
 
 
 __all__ = [
+    "DECODABLE_VERSIONS",
     "DEFAULT_FUSION_ENDPOINT",
     "INT64_MAX",
     "INT64_MIN",
     "MAX_CLIP_BYTES",
+    "MAX_DIRECTNESS",
     "MAX_HORIZONTAL_M",
     "MAX_IDS_PER_REPLY",
     "MAX_MESSAGE_BYTES",
@@ -382,6 +444,7 @@ __all__ = [
     "Heartbeat",
     "Incident",
     "IncidentPriority",
+    "IncidentStage",
     "IncidentStatus",
     "Label",
     "Message",

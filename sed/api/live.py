@@ -1,5 +1,12 @@
 """Live push: every committed or reviewed incident goes to each connected dashboard at once.
 
+Every update of an incident is pushed under its ``incident_id``: the provisional first
+alert, each refinement, the final ``located`` or ``unlocated`` stage and a ``merged``
+one (which a client removes; its detections now belong to ``merged_into``). Each carries
+its ``revision``; a client keeps the highest it has seen per incident and drops older
+ones. An update is read back from the store when it is pushed, so two announcements in
+quick succession may both carry the newer state: revisions never go down.
+
 The fusion node (in-process, via ``on_incident``) or a ZeroMQ subscription to a separate
 ``sed fusion`` (:class:`FeedSubscriber`) announces incident ids; one worker thread reads
 each incident back from the store (so the pushed status is the reviewed one), serialises

@@ -42,6 +42,15 @@ class IncidentOut(BaseModel):
     sensor_ids: list[str]
     detection_ids: list[str]
     created_at_ns: int
+    stage: wire.IncidentStage = Field(
+        description="provisional (first detections, shown at once: may move, be located or merged); located "
+        "(has a position, may be refined); unlocated (final, no position: its sensors are the region); merged "
+        "(superseded by merged_into: remove it from view)."
+    )
+    merged_into: str | None = Field(description="For a merged incident: the incident its detections now belong to.")
+    revision: int = Field(
+        ge=0, description="Counts the updates of this incident_id: drop an update older than the one you hold."
+    )
 
 
 class DetectionOut(BaseModel):
@@ -136,6 +145,9 @@ class Health(BaseModel):
     version: str
     database: bool = True
     key_files_ok: bool | None = Field(None, description="Every authorised key file loaded (None: no fusion node here).")
+    overloaded: str | None = Field(
+        None, description="Set while a worker cannot keep up, e.g. 'overloaded: association 2.1 s behind' (degraded)."
+    )
     workers: list[WorkerHealth] = Field(default_factory=list)
 
 
@@ -165,6 +177,9 @@ def incident_out(incident: wire.Incident, site: SiteSection) -> IncidentOut:
         sensor_ids=list(incident.sensor_ids),
         detection_ids=list(incident.detection_ids),
         created_at_ns=incident.created_at_ns,
+        stage=incident.stage,
+        merged_into=incident.merged_into,
+        revision=incident.revision,
     )
 
 

@@ -1,17 +1,31 @@
-"""Webhook deliveries: each rule's matching incidents POSTed once, signed, retried with back-off.
+"""Webhook deliveries: each stage of each rule's matching incidents POSTed once, signed, retried with back-off.
 
-The body is JSON ``{"event": "incident", "rule": name, "incident": IncidentOut}``. Headers:
+The body is JSON::
+
+    {"event": "incident", "rule": name, "stage": stage, "revision": revision, "incident": IncidentOut}
+
+``stage`` is the stage this delivery announces (:class:`~sed.wire.IncidentStage`):
+``provisional`` (alert first: the first detections, position perhaps unknown) and then
+``located`` or ``unlocated`` (final). ``revision`` is the incident's revision in this
+body: a retry sends the incident as it is then, so a late provisional retry may carry a
+newer revision than the stage it announces (and ``incident.stage`` says where it is now);
+a receiver keeps the highest revision per incident. Headers:
 
 - ``X-Sed-Timestamp``: UTC seconds when the attempt was signed;
 - ``X-Sed-Signature``: ``sha256=`` + hex HMAC-SHA256 over ``"<timestamp>." + body`` with the
   rule's secret (the server's ``api.webhook_secret`` when the rule has none);
-- ``X-Sed-Delivery``: ``<rule_id>:<incident_id>`` (the same on every retry, for de-duplication).
+- ``X-Sed-Delivery``: ``<rule_id>:<incident_id>:<stage>`` (the same on every retry, for
+  de-duplication).
 
 A receiver recomputes the HMAC, compares in constant time and rejects old timestamps.
-An incident is delivered to a rule at most once, the first time it matches (a created
-incident, or an update that raised its score into the rule); every attempt is recorded.
-Only alerts are delivered: an ``unconfirmed`` incident is delivered when the fusion node
-upgrades it to an alert, a ``suppressed`` one never (:mod:`sed.fusion.policy`).
+Each stage of an incident is delivered to a rule at most once, the first time the
+incident matches in that stage (refinements as more poles join are not sent again);
+every attempt is recorded. A ``merged`` incident is never sent: the incident that took
+its detections is; a delivery still pending when its incident is merged is recorded
+``superseded``. A rule with an area gets a provisional incident only once it has a
+position inside the area. Only alerts are delivered: an ``unconfirmed`` incident is
+delivered when the fusion node upgrades it to an alert, a ``suppressed`` one never
+(:mod:`sed.fusion.policy`).
 """
 
 from __future__ import annotations
@@ -69,7 +83,7 @@ class WebhookDispatcher:
         self.api = api
         self.site = site
         self.metrics = metrics
-        self._due: list[tuple[int, int, int, str]] = []  # (due_ns, attempt, rule_id, incident_id)
+        self._due: list[tuple[int, int, int, str, wire.IncidentStage]] = []  # (due_ns, attempt, rule, incident, stage)
         self._wake = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -82,7 +96,9 @@ class WebhookDispatcher:
     def start(self) -> None:
         """Resume deliveries left pending by a previous run, then serve."""
         for delivery in self.store.webhooks.deliveries(status=DeliveryStatus.PENDING):
-            self._schedule(time.time_ns(), delivery.attempts + 1, delivery.rule_id, delivery.incident_id)
+            self._schedule(
+                time.time_ns(), delivery.attempts + 1, delivery.rule_id, delivery.incident_id, delivery.stage
+            )
         self._thread = self.liveness.start(self._run, thread_name="sed-webhooks")
 
     def stop(self) -> None:
@@ -96,14 +112,20 @@ class WebhookDispatcher:
     def on_incident(self, incident: wire.Incident, _out: IncidentOut) -> None:
         if incident.priority is not wire.IncidentPriority.ALERT:
             return  # the false-alarm policy holds it back; an upgrade announces it again
+        stage = incident.stage
+        assert stage is not None  # derived on construction
+        if stage is wire.IncidentStage.MERGED:
+            return  # superseded: the incident that took its detections is announced on its own
         now_ns = time.time_ns()
         for rule in self.store.webhooks.list_rules():
-            if rule.matches(incident) and self.store.webhooks.claim(rule.rule_id, incident.incident_id, now_ns=now_ns):
-                self._schedule(now_ns, 1, rule.rule_id, incident.incident_id)
+            if rule.matches(incident) and self.store.webhooks.claim(
+                rule.rule_id, incident.incident_id, stage=stage, now_ns=now_ns
+            ):
+                self._schedule(now_ns, 1, rule.rule_id, incident.incident_id, stage)
 
-    def _schedule(self, due_ns: int, attempt: int, rule_id: int, incident_id: str) -> None:
+    def _schedule(self, due_ns: int, attempt: int, rule_id: int, incident_id: str, stage: wire.IncidentStage) -> None:
         with self._wake:
-            heapq.heappush(self._due, (due_ns, attempt, rule_id, incident_id))
+            heapq.heappush(self._due, (due_ns, attempt, rule_id, incident_id, stage))
             self._wake.notify()
 
     def _n_due(self) -> int:
@@ -121,18 +143,28 @@ class WebhookDispatcher:
                     until_due_s = TURN_S if not self._due else (self._due[0][0] - time.time_ns()) / 1e9
                     self._wake.wait(min(TURN_S, max(0.0, until_due_s)))
                     continue
-                _, attempt, rule_id, incident_id = heapq.heappop(self._due)
+                _, attempt, rule_id, incident_id, stage = heapq.heappop(self._due)
             try:
-                self._attempt(attempt, rule_id, incident_id)
+                self._attempt(attempt, rule_id, incident_id, stage)
             except Exception:
                 log.exception("webhook delivery %s:%s crashed", rule_id, incident_id)
 
-    def _attempt(self, attempt: int, rule_id: int, incident_id: str) -> None:
+    def _attempt(self, attempt: int, rule_id: int, incident_id: str, stage: wire.IncidentStage) -> None:
         rule = self.store.webhooks.get_rule(rule_id)
         incident = self.store.get_incident(incident_id)
         if rule is None or incident is None:
             return  # the rule was deleted (its deliveries with it) or the incident is gone
-        error = self._post(rule, incident)
+        if incident.stage is wire.IncidentStage.MERGED:
+            self.store.webhooks.record_attempt(
+                rule_id,
+                incident_id,
+                stage=stage,
+                status=DeliveryStatus.SUPERSEDED,
+                error=f"merged into incident {incident.merged_into} before delivery",
+                now_ns=time.time_ns(),
+            )
+            return
+        error = self._post(rule, incident, stage)
         now_ns = time.time_ns()
         if error is None:
             status = DeliveryStatus.DELIVERED
@@ -144,12 +176,12 @@ class WebhookDispatcher:
         else:
             status = DeliveryStatus.PENDING
             delay_ns = int(self.api.webhook_retry_initial_s * 2 ** (attempt - 1) * 1e9)
-            self._schedule(now_ns + delay_ns, attempt + 1, rule_id, incident_id)
-        self.store.webhooks.record_attempt(rule_id, incident_id, status=status, error=error, now_ns=now_ns)
+            self._schedule(now_ns + delay_ns, attempt + 1, rule_id, incident_id, stage)
+        self.store.webhooks.record_attempt(rule_id, incident_id, stage=stage, status=status, error=error, now_ns=now_ns)
         if self.metrics is not None:
             self.metrics.webhook_attempts.labels(outcome="delivered" if error is None else "error").inc()
 
-    def _post(self, rule: Rule, incident: wire.Incident) -> str | None:
+    def _post(self, rule: Rule, incident: wire.Incident, stage: wire.IncidentStage) -> str | None:
         """One attempt; ``None`` on a 2xx answer, else what went wrong."""
         secret = rule.secret or self.api.webhook_secret
         if secret is None:
@@ -158,6 +190,8 @@ class WebhookDispatcher:
             {
                 "event": "incident",
                 "rule": rule.name,
+                "stage": str(stage),
+                "revision": incident.revision,
                 "incident": incident_out(incident, self.site).model_dump(mode="json"),
             }
         ).encode()
@@ -171,7 +205,7 @@ class WebhookDispatcher:
                 "User-Agent": "sed-webhooks",
                 TIMESTAMP_HEADER: str(timestamp_s),
                 SIGNATURE_HEADER: sign(secret, timestamp_s, body),
-                DELIVERY_HEADER: f"{rule.rule_id}:{incident.incident_id}",
+                DELIVERY_HEADER: f"{rule.rule_id}:{incident.incident_id}:{stage}",
             },
         )
         try:

@@ -1,5 +1,6 @@
-"""One PNG per firing position for ``sed bench localize``: sensors, survey point, our shots
-and their 95 % error ellipses; one row per mode (overview, and a zoom on the survey point)."""
+"""One PNG per firing position for ``sed bench localize``: sensors, survey point, the incidents
+the node committed and their 95 % error ellipses; one row per mode and association (overview,
+and a zoom on the survey point)."""
 
 from __future__ import annotations
 
@@ -20,17 +21,22 @@ def plot_firing_positions(tests: list[LiveFireTest], report: dict, folder: Path,
     from matplotlib.patches import Ellipse
 
     folder.mkdir(parents=True, exist_ok=True)
-    modes = list(report["modes"])
+    runs = [
+        (f"{mode} {run['settings']['association']}", run)
+        for mode, primary in report["modes"].items()
+        for run in (primary, *primary.get("associations", {}).values())
+    ]
     paths = []
     for fp in sorted({t.firing_position for t in tests}):
         fp_tests = [t for t in tests if t.firing_position == fp]
         survey = fp_tests[0].survey_m
         sensors = {p.serial: p.position_m for t in fp_tests for p in t.pulses}
         audio_sensors = {r.serial: r.position_m for t in fp_tests for r in t.recordings}
-        figure, axes = plt.subplots(len(modes), 2, figsize=(11, 5.2 * len(modes)), squeeze=False)
-        for row, mode in enumerate(modes):
-            shots = [s for s in report["modes"][mode]["shots"] if s["firing_position"] == fp and s["located"]]
-            summary = report["modes"][mode]["per_firing_position"][fp]
+        figure, axes = plt.subplots(len(runs), 2, figsize=(11, 5.2 * len(runs)), squeeze=False)
+        for row, (name, run) in enumerate(runs):
+            shots = [s for s in run["shots"] if s["firing_position"] == fp and s["located"]]
+            ghosts = [g for g in run["false_groups"] if g["firing_position"] == fp]
+            summary = run["per_firing_position"][fp]
             overview, zoom = axes[row]
             for panel in (overview, zoom):
                 panel.scatter(
@@ -44,7 +50,11 @@ def plot_firing_positions(tests: list[LiveFireTest], report: dict, folder: Path,
                 )  # fmt: skip
                 panel.scatter(
                     [s["x_m"] - survey[0] for s in shots], [s["y_m"] - survey[1] for s in shots],
-                    marker="+", c="tab:red", s=40, label="our shots",
+                    marker="+", c="tab:red", s=40, label="incidents committed",
+                )  # fmt: skip
+                panel.scatter(
+                    [g["x_m"] - survey[0] for g in ghosts], [g["y_m"] - survey[1] for g in ghosts],
+                    marker="x", c="tab:orange", s=25, label="incidents matching no round",
                 )  # fmt: skip
                 panel.scatter([0], [0], marker="*", c="k", s=150, label="survey point", zorder=5)
                 panel.set_aspect("equal")
@@ -67,7 +77,7 @@ def plot_firing_positions(tests: list[LiveFireTest], report: dict, folder: Path,
             overview.legend(loc="lower left", fontsize=7)
             sst = summary.get("shotspotter_mlg_2d", {})
             overview.set_title(
-                f"{fp} {mode}: located {summary['located']}/{summary['fired']}, false {summary['false_groups']}",
+                f"{fp} {name}: located {summary['located']}/{summary['fired']}, false {summary['false_groups']}",
                 fontsize=9,
             )
             zoom.set_title(
@@ -77,7 +87,7 @@ def plot_firing_positions(tests: list[LiveFireTest], report: dict, folder: Path,
                 fontsize=8,
             )
         figure.suptitle(f"Pittsburgh live-fire test, {fp} (data CC BY 4.0 ShotSpotter, Inc.)", fontsize=10)
-        figure.tight_layout()
+        figure.tight_layout(rect=(0.0, 0.0, 1.0, 0.985))
         path = folder / f"{stem}_{fp}.png"
         figure.savefig(path, dpi=90)
         plt.close(figure)

@@ -58,6 +58,13 @@ SHOTSPOTTER_MLG_2D = {
 SHOTSPOTTER_WITHIN_15M_SIX_SENSORS = 0.963
 #: Our group and a reference shot are the same shot if their emission times are this close.
 MATCH_WINDOW_NS = 250_000_000
+#: Issue 10's targets for Pittsburgh through the node: pulses RMS within ShotSpotter's MLG
+#: survey error + this at every firing position, m; audio located share, median error, m,
+#: and share within 15 m over all rounds.
+PULSES_RMS_MARGIN_M = 1.0
+AUDIO_MIN_LOCATED = 0.95
+AUDIO_MAX_MEDIAN_M = 6.0
+AUDIO_MIN_WITHIN_15M = 0.90
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -83,7 +90,7 @@ class ShotResult:
     uncertainty_95_m: float | None = None
     sensors: tuple[str, ...] = ()
     error_m: float | None = None
-    solve_ms: float | None = None
+    located_after_s: float | None = None  # first detection received -> incident committed located
     tuple_pulses: int = 0
     group_pulses: int = 0
     shared_pulses: int | None = None  # pulses mode only
@@ -153,12 +160,13 @@ def score_test(
     groups: list[Group],
     *,
     pulse_keys: dict[str, tuple[str, int]] | None = None,
-    solve_ms: dict[int, float] | None = None,
+    located_after_s: dict[int, float] | None = None,
 ) -> tuple[list[ShotResult], list[Group]]:
     """Per fired round a :class:`ShotResult`; plus our groups that match no round.
 
     ``pulse_keys`` maps an arrival's ``detection_id`` to its (sensor, time) key (pulses
-    mode); ``solve_ms`` maps ``id(group)`` to the time one :func:`locate` call took.
+    mode); ``located_after_s`` maps ``id(group)`` to how long after its first detection
+    reached the node it was committed located, s.
     """
     shots = reference_shots(test)
     matched, unmatched = match(groups, shots)
@@ -175,7 +183,7 @@ def score_test(
                 **base,
                 located=True,
                 **_solution_fields(group.solution, test),
-                solve_ms=(solve_ms or {}).get(id(group)),
+                located_after_s=(located_after_s or {}).get(id(group)),
                 tuple_pulses=len(shot.pulse_keys),
                 group_pulses=len(group.arrivals),
                 shared_pulses=len(keys & shot.pulse_keys) if pulse_keys else None,
@@ -224,7 +232,9 @@ def summarize(
         "within_15m": float(np.sum(errors <= 15.0)) / fired if fired else None,
         "within_25m": float(np.sum(errors <= 25.0)) / fired if fired else None,
         "mean_sensors": _stat(np.mean, np.array([len(r.sensors) for r in located], dtype=np.float64)),
-        "median_solve_ms": _stat(np.median, np.array([r.solve_ms for r in located if r.solve_ms is not None])),
+        "median_located_after_s": _stat(
+            np.median, np.array([r.located_after_s for r in located if r.located_after_s is not None])
+        ),
     }
     fps = {r.firing_position for r in results}
     if len(fps) == 1 and located:
@@ -248,18 +258,70 @@ def summarize(
     return summary
 
 
+def targets(mode: str, per_firing_position: dict[str, dict]) -> dict[str, object]:
+    """Issue 10's targets, checked on one mode's summaries (keyed by firing position and "all").
+
+    Pulses: per-shot RMS <= ShotSpotter's MLG survey error + :data:`PULSES_RMS_MARGIN_M` at
+    every firing position of Table III present. Audio: over all rounds, located share,
+    median error and share within 15 m.
+    """
+    checks: dict[str, bool] = {}
+    if mode == "pulses":
+        for fp, summary in per_firing_position.items():
+            if fp in SHOTSPOTTER_MLG_2D:
+                limit_m = SHOTSPOTTER_MLG_2D[fp]["survey_error_m"] + PULSES_RMS_MARGIN_M
+                rms_m = summary["rms_error_m"]
+                checks[f"{fp} RMS <= {limit_m:.2f} m"] = rms_m is not None and rms_m <= limit_m
+    else:
+        summary = per_firing_position["all"]
+        median_m = summary["median_error_m"]
+        checks[f"located >= {AUDIO_MIN_LOCATED:.0%}"] = summary["located"] >= AUDIO_MIN_LOCATED * summary["fired"]
+        checks[f"median <= {AUDIO_MAX_MEDIAN_M:g} m"] = median_m is not None and median_m <= AUDIO_MAX_MEDIAN_M
+        checks[f"within 15 m >= {AUDIO_MIN_WITHIN_15M:.0%}"] = (summary["within_15m"] or 0.0) >= AUDIO_MIN_WITHIN_15M
+    return {"checks": checks, "met": sum(checks.values()), "of": len(checks)}
+
+
+def better(mode: str, runs: dict[str, dict]) -> str:
+    """The association that measured better on one mode.
+
+    Pulses: more firing positions within the RMS target, then the smaller RMS over all
+    rounds. Audio: the larger share of fired rounds within 15 m, then the smaller median
+    (the located share alone would reward a run that locates every round among hundreds
+    of ghosts).
+
+    ``runs`` maps an association method to its mode report (``targets`` and
+    ``per_firing_position`` keys).
+    """
+
+    def key(method: str) -> tuple[float, ...]:
+        run = runs[method]
+        everything = run["per_firing_position"]["all"]
+        inf = float("inf")
+        if mode == "pulses":
+            return (run["targets"]["met"], -(everything["rms_error_m"] or inf))
+        return (everything["within_15m"] or 0.0, -(everything["median_error_m"] or inf))
+
+    return max(runs, key=key)
+
+
 def _stat(function: Callable[[np.ndarray], float], values: np.ndarray) -> float | None:
     return float(function(values)) if values.size else None
 
 
 __all__ = [
+    "AUDIO_MAX_MEDIAN_M",
+    "AUDIO_MIN_LOCATED",
+    "AUDIO_MIN_WITHIN_15M",
     "MATCH_WINDOW_NS",
+    "PULSES_RMS_MARGIN_M",
     "SHOTSPOTTER_MLG_2D",
     "SHOTSPOTTER_WITHIN_15M_SIX_SENSORS",
     "ReferenceShot",
     "ShotResult",
+    "better",
     "match",
     "reference_shots",
     "score_test",
     "summarize",
+    "targets",
 ]

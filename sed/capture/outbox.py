@@ -2,16 +2,22 @@
 
 SQLite in WAL mode with ``synchronous=FULL``: a message that :meth:`Outbox.put` returned
 from survives a killed process and a power cut. Resends back off exponentially per
-message; :meth:`Outbox.retry_all_now` pulls every pending message forward when the link
-is known to be back.
+message, each delay stretched by a random fraction (jitter) so that the poles of a city
+whose acks were late do not all resend in the same instant; :meth:`Outbox.retry_all_now`
+pulls every pending message forward when the link is known to be back (a reconnection),
+never merely because an ack came.
 """
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 import time
 from pathlib import Path
+
+#: Each resend delay is stretched by up to this fraction of itself, at random.
+DEFAULT_JITTER_FRACTION = 0.25
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -33,13 +39,24 @@ class Outbox:
         SQLite file; created with its parent folder when missing.
     resend_initial_s, resend_max_s : float > 0
         First resend delay and its cap; the delay doubles per attempt.
+    jitter_fraction : float >= 0
+        Each delay is stretched by a uniformly random fraction of itself up to this.
     """
 
-    def __init__(self, path: Path, *, resend_initial_s: float = 0.5, resend_max_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        resend_initial_s: float = 0.5,
+        resend_max_s: float = 30.0,
+        jitter_fraction: float = DEFAULT_JITTER_FRACTION,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._initial_ns = int(resend_initial_s * 1e9)
         self._max_ns = int(resend_max_s * 1e9)
+        self._jitter_fraction = jitter_fraction
+        self._rng = random.Random()  # unseeded: two poles restarted together still spread out
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -66,9 +83,14 @@ class Outbox:
             ).fetchall()
             self._db.executemany(
                 "UPDATE outbox SET attempts = attempts + 1, next_attempt_ns = ? WHERE message_id = ?",
-                [(now + min(self._initial_ns << min(attempts, 30), self._max_ns), mid) for mid, _, attempts in rows],
+                [(now + self._delay_ns(attempts), mid) for mid, _, attempts in rows],
             )
         return [(mid, payload) for mid, payload, _ in rows]
+
+    def _delay_ns(self, attempts: int) -> int:
+        """The wait before the next attempt after ``attempts`` earlier ones: doubling, capped, jittered."""
+        nominal_ns = min(self._initial_ns << min(attempts, 30), self._max_ns)
+        return int(nominal_ns * (1.0 + self._jitter_fraction * self._rng.random()))
 
     def remove(self, message_ids: list[str]) -> int:
         """Forget acknowledged messages; returns how many were pending."""
@@ -93,4 +115,4 @@ class Outbox:
             self._db.close()
 
 
-__all__ = ["Outbox"]
+__all__ = ["DEFAULT_JITTER_FRACTION", "Outbox"]

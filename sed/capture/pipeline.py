@@ -165,9 +165,12 @@ class SensorPipeline:
                 search_start_sample=max(0, event.search_start_sample - start),
                 search_stop_sample=stop - start,
             )
+        directness = 0.0  # no opinion, as a v1 sensor: nothing was picked to judge
         if pick is not None:
             onset = start + pick.sample_index
             uncertainty_s = pick.uncertainty_samples / sr
+            if math.isfinite(pick.directness):  # bounded by construction; a NaN would get the detection rejected
+                directness = min(max(pick.directness, -wire.MAX_DIRECTNESS), wire.MAX_DIRECTNESS)
         else:
             onset = float(event.onset_sample)
             uncertainty_s = UNPICKED_UNCERTAINTY_S
@@ -186,6 +189,7 @@ class SensorPipeline:
             position=stream.position,
             clock_status=self.clock.status_of(onset),
             model_version=self.detector.model_version,
+            directness=directness,
         )
         self.n_detections += 1
         return detection, onset_index

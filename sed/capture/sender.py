@@ -7,6 +7,12 @@ resent with back-off until an :class:`~sed.wire.Ack` names them, or a
 one logged error and counted, never resent); heartbeats are sent best-effort.
 ``ZMQ_IMMEDIATE`` keeps ZeroMQ from queueing into a connection that does not exist, so
 the outbox stays the only queue.
+
+Every pending message is resent at once only when the link comes (back) up: a completed
+CURVE handshake, seen on the socket's monitor (the first connection, or a reconnection
+after the node restarted or the network broke; ZeroMQ heartbeats notice a peer that went
+silent). An ack never does it: a node that is merely slow to answer gets the outbox's
+jittered, doubling back-off, not every pole's whole backlog again.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import zmq
+import zmq.utils.monitor
 
 from sed import wire
 from sed.capture.outbox import Outbox
@@ -31,6 +38,11 @@ log = logging.getLogger("sed.sensor.sender")
 POLL_INTERVAL_S = 0.02
 #: Retry delay of a heartbeat that found no connection, ns.
 HEARTBEAT_RETRY_NS = 200_000_000
+#: ZeroMQ pings the node this often, and drops a connection that has not answered for the timeout, ms.
+ZMQ_HEARTBEAT_IVL_MS = 2000
+ZMQ_HEARTBEAT_TIMEOUT_MS = 10_000
+#: The socket events that say the link went up or down.
+_LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
 @dataclasses.dataclass
@@ -40,6 +52,7 @@ class SenderStats:
     rejected: int = 0  # durable messages the fusion node refused for good, dropped from the outbox
     send_failures: int = 0
     bad_replies: int = 0
+    links_up: int = 0  # completed handshakes: the first connection and every reconnection
 
 
 class Sender:
@@ -107,12 +120,18 @@ class Sender:
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, ZMQ_HEARTBEAT_IVL_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMQ_HEARTBEAT_TIMEOUT_MS)
         sock.connect(self.endpoint)
         return sock
 
     def _run(self) -> None:
         context = zmq.Context()
         sock = self._socket(context)
+        monitor = sock.get_monitor_socket(_LINK_EVENTS)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         next_heartbeat_ns = 0
         try:
             while True:
@@ -128,10 +147,15 @@ class Sender:
                 for _, payload in self.outbox.due(now_ns=now):
                     if not self._send(sock, payload, durable=True):
                         break
-                if sock.poll(int(POLL_INTERVAL_S * 1000), zmq.POLLIN):
+                ready = dict(poller.poll(int(POLL_INTERVAL_S * 1000)))
+                if monitor in ready:
+                    self._link_events(monitor)
+                if sock in ready:
                     self._receive(sock)
                 self._wake.clear()
         finally:
+            sock.disable_monitor()
+            monitor.close(linger=0)
             sock.close(linger=0)
             context.term()
 
@@ -150,17 +174,28 @@ class Sender:
             self.stats.sent += 1
         return True
 
+    def _link_events(self, monitor: zmq.Socket) -> None:
+        while True:
+            try:
+                event = zmq.utils.monitor.recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.stats.links_up += 1
+                log.info("link to %s up; resending what is pending", self.endpoint)
+                # The node is (back): what it did not ack may be lost with its old connection, and
+                # sends that found no connection have backed off meanwhile. Resend without waiting.
+                self.outbox.retry_all_now()
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                log.info("link to %s down; the outbox keeps what is pending", self.endpoint)
+
     def _receive(self, sock: zmq.Socket) -> None:
         while True:
             try:
                 data = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            now = time.time_ns()
-            link_was_down = now - self.last_reply_ns > 2 * self._heartbeat_interval_ns
-            self.last_reply_ns = now
-            if link_was_down:
-                self.outbox.retry_all_now()  # the fusion node is (back) up: resend without back-off
+            self.last_reply_ns = time.time_ns()
             try:
                 message = wire.decode(data)
             except WireError as exc:

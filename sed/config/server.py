@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -46,7 +46,38 @@ class FusionSection(Section):
     authorized_keys_dir: ConfigPath = Field(description="Directory of sensors' public keys ('*.key').")
     min_sensors: int = Field(3, ge=3, le=64, description="Sensors needed to locate an incident.")
     association_wait_s: float = Field(
-        1.5, gt=0, le=30, description="Wait after the first detection of a group for more, s."
+        1.5,
+        gt=0,
+        le=30,
+        description="Spread of detection latencies across poles: a detection waits this long, plus the sound's "
+        "travel time to the farthest pole that could have heard it too, for its peers, s.",
+    )
+    association: Literal["neighbourhood", "likelihood"] = Field(
+        "neighbourhood",
+        description="How a detection whose wait is over is grouped with its neighbours' detections: "
+        "'neighbourhood' (consensus of exact three-pole solutions, for city grids where each sound reaches many "
+        "poles) or 'likelihood' (scores every combination with each onset's directness and the silent poles; for "
+        "sparse arrays where a sound reaches a handful).",
+    )
+    hearing_range_m: float = Field(
+        1000.0,
+        gt=0,
+        le=10_000,
+        description="Farthest distance at which a pole detects a sound of interest, m (the coverage plan's "
+        "gunshot range is a good value): association looks only at poles within twice this of each other.",
+    )
+    min_participation: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Of the poles heard recently that stand nearer to a located sound than its farthest member, "
+        "at least this fraction must have detected it (chance alignments of unrelated detections fail it).",
+    )
+    resume_lookback_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="On start, stored detections and open incidents this recent are taken back into association, s.",
     )
     incident_merge_s: float = Field(
         10.0, ge=0, le=600, description="Shots of one class this close in time and space join one incident, s."

@@ -1,26 +1,39 @@
-"""Incident life cycle: detections in, located incidents out.
+"""Incident life cycle: detections in, incidents out — alert first, refine later.
 
-Detections wait ``association_wait_s`` for their peers from other sensors, then are
-associated (:func:`~sed.fusion.associate.associate`) into shots. A shot joins an open
-incident of the same class that is close in time and space (several rounds become one
-incident with ``n_shots`` > 1); a late detection that fits an existing shot is added to it
-and the shot is solved again. Detections that no shot explains become an incident
-without a position (the sensors that heard it are the region) once they are too old to
-still be joined: the operator hears about a scream one pole caught, but no point is
-invented.
+* **At once.** A detection that no pending detection could share a sound with becomes a
+  ``provisional`` incident, returned by the next :meth:`IncidentBuilder.poll`; detections
+  of neighbour poles that can have heard the same sound (:mod:`sed.fusion.neighbourhood`)
+  join it, and each join is an update of the same incident id (``revision`` + 1).
+* **Located.** A detection waits for its peers the spread of detection latencies
+  (``association_wait_s``) plus the sound's travel time to the farthest pole that could
+  have heard it too — the sound's neighbourhood, never the whole network — and is then
+  associated with its neighbours' detections (:func:`~sed.fusion.seeded.associate_seed`):
+  every peer is there by then, so one association per sound. The group's incident (the
+  provisional holding most of its members) becomes ``located``; a provisional whose
+  detections all went to another incident becomes ``merged`` into it (the dashboard
+  removes it), and detections no group explains stay behind as an incident of their own.
+* **Refined.** A later detection that the located shot predicts (pole within hearing
+  range, arrival within the timing tolerance) joins it; the shot is solved again once
+  every peer could have arrived, then at each further join. Rounds of one class close in
+  time and space are shots of one incident (``n_shots``).
+* **Unlocated.** When every detection of a provisional incident has waited and none was
+  located, it becomes ``unlocated``: the poles that heard it are the region, no point is
+  invented.
 
-How long a lone detection waits for its peers is bounded by the sound's transit across
-the sensors *heard recently* (a detection or a heartbeat within ``position_max_age_s``),
-capped at twice the site radius: one detection from a pole whose position was typed
-wrong, or a pole taken down, cannot make every later single-pole alert wait for hours.
+One detection that makes association fail is set aside (:meth:`IncidentBuilder.take_failed`)
+and the others go on.
 """
 
 from __future__ import annotations
 
-import copy
+import collections
 import dataclasses
+import heapq
+import itertools
+import logging
 import math
 import uuid
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -29,25 +42,47 @@ from sed.config import FusionSection
 from sed.errors import WireError
 from sed.fusion.associate import Group, associate
 from sed.fusion.locate import Arrival, Solution, SolveStatus, locate
+from sed.fusion.neighbourhood import PoleMap
+from sed.fusion.seeded import SeedSettings, associate_seed, compatible, fits
 from sed.units import NS_PER_S, speed_of_sound_m_per_s
 
+log = logging.getLogger("sed.fusion")
+Stage = wire.IncidentStage
+#: A seed is associated at most this often per poll (each time a group without it was found).
+_MAX_GROUPS_PER_SEED = 4
+#: Poles not heard and incidents no longer joinable are looked for this often, ns.
+_TIDY_EVERY_NS = 500_000_000
 
-@dataclasses.dataclass
-class _Pending:
-    arrival: Arrival
-    detection: wire.Detection
-    received_at_ns: int
+
+@dataclasses.dataclass(eq=False)
+class _Shot:
+    group: Group
+    settle_ns: int  # every peer could have arrived by then: solve again with what joined
+    dirty: bool = False
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Open:
     incident_id: str
     label: str
     created_at_ns: int
-    shots: list[Group] = dataclasses.field(default_factory=list)
-    unlocated: list[wire.Detection] = dataclasses.field(default_factory=list)
+    stage: wire.IncidentStage = Stage.PROVISIONAL
+    shots: list[_Shot] = dataclasses.field(default_factory=list)
     detections: dict[str, wire.Detection] = dataclasses.field(default_factory=dict)
+    pending: dict[str, _Pending] = dataclasses.field(default_factory=dict)
+    merged_into: str | None = None
+    revision: int = -1
     last_activity_ns: int = 0
+
+
+@dataclasses.dataclass(eq=False)
+class _Pending:
+    arrival: Arrival
+    detection: wire.Detection
+    received_at_ns: int
+    deadline_ns: int
+    incident: _Open
+    timed: bool
 
 
 def arrival_of(detection: wire.Detection) -> Arrival:
@@ -60,36 +95,58 @@ def arrival_of(detection: wire.Detection) -> Arrival:
         uncertainty_ns=max(detection.arrival_uncertainty_ns, 1),
         label=str(detection.label),
         detection_id=detection.detection_id,
+        directness=detection.directness,
     )
 
 
 class IncidentBuilder:
-    """Turns a stream of detections into incident updates.
+    """Turns a stream of detections into incident updates (see the module docstring).
 
     Parameters
     ----------
     config : FusionSection
     temperature_c : float
     site_radius_m : float > 0, optional
-        Sensors stand within this distance of the site origin: caps the wait for peers at
-        the sound's transit across the site's diameter. ``None``: no cap but the age-out.
+        Poles stand within this distance of the site origin: caps a detection's wait at
+        the sound's transit across the site's diameter.
+    wind_m_per_s : (float, float), optional
+        Horizontal wind (x, y: where it blows to), m/s, for every solve; ``None``: still air.
     """
 
-    def __init__(self, config: FusionSection, *, temperature_c: float, site_radius_m: float | None = None) -> None:
+    def __init__(
+        self,
+        config: FusionSection,
+        *,
+        temperature_c: float,
+        site_radius_m: float | None = None,
+        wind_m_per_s: tuple[float, float] | None = None,
+    ) -> None:
         self.config = config
         self.temperature_c = temperature_c
+        self._c = speed_of_sound_m_per_s(temperature_c)
         self._wait_ns = int(config.association_wait_s * NS_PER_S)
-        c = speed_of_sound_m_per_s(temperature_c)
-        self._transit_cap_ns = None if site_radius_m is None else int(2 * site_radius_m / c * NS_PER_S)
-        # Longest time a sound takes across the sensors heard recently: bounds how long to wait for peers.
-        self._transit_ns = 0
-        self._baseline_m = 0.0
-        self._max_age_ns = int(config.position_max_age_s * NS_PER_S)
-        self._heard: dict[str, tuple[tuple[float, float, float], int]] = {}  # sensor -> (position, heard at)
-        self._tolerance_s = config.max_timing_error_ms / 1000
-        self._pending: list[_Pending] = []
-        self._last_associated: frozenset[str] = frozenset()
-        self._open: list[_Open] = []
+        self._cap_ns = None if site_radius_m is None else int(2 * site_radius_m / self._c * NS_PER_S)
+        self._settings = SeedSettings(
+            temperature_c=temperature_c,
+            tolerance_m=self._c * config.max_timing_error_ms / 1000,
+            hearing_range_m=config.hearing_range_m,
+            min_sensors=config.min_sensors,
+            min_participation=config.min_participation,
+            wind_m_per_s=wind_m_per_s,
+        )
+        self._poles = PoleMap(
+            hearing_range_m=config.hearing_range_m, speed_m_per_s=self._c, max_age_s=config.position_max_age_s
+        )
+        self._pending: dict[str, _Pending] = {}
+        self._by_pole: dict[tuple[str, str], list[_Pending]] = collections.defaultdict(list)
+        self._due: list[tuple[int, int, str]] = []
+        self._seq = itertools.count()
+        self._open: list[_Open] = []  # located and unlocated incidents still taking shots and joins
+        self._shots: list[tuple[_Open, _Shot]] = []  # their shots, in the order they were located
+        self._held: dict[str, _Open] = {}  # detection id -> the incident showing it
+        self._changed: dict[str, _Open] = {}
+        self._failed: list[tuple[wire.Detection, int]] = []
+        self._tidy_at_ns = 0
 
     @property
     def n_pending(self) -> int:
@@ -98,14 +155,11 @@ class IncidentBuilder:
 
     @property
     def transit_ns(self) -> int:
-        """The current bound on a sound's transit across the sensors heard recently, ns."""
-        return self._transit_ns
+        """The longest wait any pole's sounds need beyond ``association_wait_s``, ns."""
+        return self._reach_cap(self._poles.max_reach_ns())
 
     def admit(self, detection: wire.Detection) -> Arrival:
         """The detection's arrival if the builder can take it, without taking it.
-
-        The fusion node asks before it stores a detection, so that a detection is never
-        stored (and acknowledged) and then lost to an error here.
 
         Raises
         ------
@@ -120,6 +174,7 @@ class IncidentBuilder:
             ("position.y_m", p.y_m, wire.MAX_HORIZONTAL_M),
             ("position.z_m", p.z_m, wire.MAX_VERTICAL_M),
             ("score", detection.score, 1.0),
+            ("directness", detection.directness, wire.MAX_DIRECTNESS),
         ):
             if not (isinstance(value, int | float) and math.isfinite(value) and abs(value) <= bound):
                 raise WireError(f"{where}: {field} = {value!r}; expected a finite number within ±{bound:g}")
@@ -133,8 +188,12 @@ class IncidentBuilder:
             raise WireError(f"{where}: label = {detection.label!r}; expected one of {sorted(wire.Label)}")
         return arrival_of(detection)
 
+    def holds(self, detection_id: str) -> bool:
+        """Is this detection pending or shown by an incident the builder still holds?"""
+        return detection_id in self._held
+
     def add(self, detection: wire.Detection, *, received_at_ns: int) -> None:
-        """Queue a new detection; one the builder already holds (same id) is ignored.
+        """Take a new detection; one the builder already holds (same id) is ignored.
 
         Raises
         ------
@@ -142,239 +201,382 @@ class IncidentBuilder:
             As :meth:`admit`, with nothing changed.
         """
         arrival = self.admit(detection)
-        if self._holds(detection.detection_id):
+        if detection.detection_id in self._held:
             return
         self.note_position(arrival.sensor_id, arrival.position_m, heard_at_ns=received_at_ns)
-        self._pending.append(_Pending(arrival, detection, received_at_ns))
+        timed = detection.clock_status is not wire.ClockStatus.UNSYNCED
+        incident = self._provisional_for(arrival) if timed else None
+        if incident is None:
+            incident = self._new_incident(arrival.label, received_at_ns)
+        deadline_ns = received_at_ns + self._wait_ns + self._reach_cap(self._poles.reach_ns(arrival.sensor_id))
+        pending = _Pending(arrival, detection, received_at_ns, deadline_ns, incident, timed)
+        self._pending[detection.detection_id] = pending
+        self._by_pole[(arrival.label, arrival.sensor_id)].append(pending)
+        heapq.heappush(self._due, (deadline_ns, next(self._seq), detection.detection_id))
+        incident.pending[detection.detection_id] = pending
+        self._show(incident, detection, received_at_ns)
 
     def note_position(self, sensor_id: str, position_m: tuple[float, float, float], *, heard_at_ns: int) -> None:
-        """A sensor spoke (a detection, or a heartbeat with its position) from ``position_m``."""
-        if not all(math.isfinite(v) for v in position_m):
-            return  # no position to count: the detection itself was refused by admit
-        previous = self._heard.get(sensor_id)
-        self._heard[sensor_id] = (position_m, heard_at_ns)
-        if previous is None:
-            self._update_transit(added=position_m)
-        elif previous[0] != position_m:
-            self._update_transit()
+        """A pole spoke (a detection, or a heartbeat with its position) from ``position_m``."""
+        self._poles.note(sensor_id, position_m, heard_at_ns=heard_at_ns)
 
     def poll(self, now_ns: int) -> list[wire.Incident]:
-        """Associate what has waited long enough; return every incident created or changed."""
-        changed: dict[str, _Open] = {}
-        self._age_out(now_ns)
-        self._join_late_detections(changed, now_ns)
-        waited = bool(self._pending) and now_ns - min(p.received_at_ns for p in self._pending) >= self._wait_ns
-        pending_ids = frozenset(p.detection.detection_id for p in self._pending)
-        # Association is deterministic: run it again only when the pending set has changed.
-        if (waited or self._overdetermined()) and pending_ids != self._last_associated:
-            self._associate_pending(changed, now_ns)
-            self._last_associated = frozenset(p.detection.detection_id for p in self._pending)
-        self._expire_leftovers(changed, now_ns)
-        horizon = int(self.config.incident_merge_s * NS_PER_S) + self._wait_ns + self._transit_ns
-        self._open = [o for o in self._open if now_ns - o.last_activity_ns <= horizon]
+        """Associate what is due; return every incident created or changed since the last poll."""
+        if now_ns >= self._tidy_at_ns:  # housekeeping needs no finer grain than this
+            self._tidy_at_ns = now_ns + _TIDY_EVERY_NS
+            self._poles.age_out(now_ns)
+            self._forget_old(now_ns)
+        while self._due and self._due[0][0] <= now_ns:
+            _, _, detection_id = heapq.heappop(self._due)
+            if (pending := self._pending.get(detection_id)) is None:
+                continue
+            # A neighbour first heard after this detection came may lengthen its wait.
+            deadline_ns = (
+                pending.received_at_ns
+                + self._wait_ns
+                + self._reach_cap(self._poles.reach_ns(pending.arrival.sensor_id))
+            )
+            if deadline_ns > pending.deadline_ns and deadline_ns > now_ns:
+                pending.deadline_ns = deadline_ns
+                heapq.heappush(self._due, (deadline_ns, next(self._seq), detection_id))
+                continue
+            self._settle(pending, now_ns)
+        for incident, shot in self._shots:
+            if shot.dirty and now_ns >= shot.settle_ns:
+                self._resolve(incident, shot, now_ns)
+        changed, self._changed = self._changed, {}
         return [self._to_wire(o) for o in changed.values()]
 
-    def evict_failing(self, now_ns: int) -> list[tuple[wire.Detection, int]]:
-        """After :meth:`poll` raised: remove the pending detections that make it fail.
+    def restore(self, incident: wire.Incident, detections: Sequence[wire.Detection], *, now_ns: int) -> None:
+        """Take back a stored incident after a restart, so its detections are held and late ones can join it.
 
-        Each pending detection is tried alone on a copy of the builder, polled until it
-        has expired, so every step it can reach runs. Those that fail alone are removed;
-        if none does (only together, or an open incident fails), every pending detection
-        is removed and the open incidents are forgotten (they are stored already), so the
-        next poll starts afresh. The rest of the state is kept.
-
-        Returns
-        -------
-        list of (detection, received_at_ns)
-            What was removed, for the fusion node to quarantine.
+        A provisional incident's detections wait again (from ``now_ns``) for their peers;
+        a located one is solved again from its detections.
         """
-        suspects = []
-        for pending in self._pending:
-            trial = copy.deepcopy(self)
-            trial._pending = [p for p in trial._pending if p.detection.detection_id == pending.detection.detection_id]
-            trial._last_associated = frozenset()
-            try:
-                trial.poll(now_ns)
-                trial.poll(max(now_ns, pending.received_at_ns + self._wait_ns + self._transit_ns))
-            except Exception:
-                suspects.append(pending)
-        if not suspects:
-            return self.clear()
-        evicted = {id(p) for p in suspects}
-        self._pending = [p for p in self._pending if id(p) not in evicted]
-        self._last_associated = frozenset()
-        return [(p.detection, p.received_at_ns) for p in suspects]
+        if incident.stage is Stage.MERGED or any(d.detection_id in self._held for d in detections):
+            return
+        o = _Open(incident.incident_id, str(incident.label), incident.created_at_ns, revision=incident.revision)
+        o.last_activity_ns = now_ns
+        if incident.stage is Stage.PROVISIONAL:
+            for detection in detections:
+                self._held[detection.detection_id] = o
+                self._add_restored(o, detection, now_ns)
+            return
+        o.stage = incident.stage or Stage.UNLOCATED
+        arrivals = tuple(arrival_of(d) for d in detections if d.clock_status is not wire.ClockStatus.UNSYNCED)
+        solution = self._locate(arrivals) if len(arrivals) >= 3 else None
+        if o.stage is Stage.LOCATED and solution is not None and solution.status is SolveStatus.LOCATED:
+            o.shots.append(_Shot(Group(label=o.label, arrivals=arrivals, solution=solution), settle_ns=now_ns))
+            self._shots.append((o, o.shots[-1]))
+        for detection in detections:
+            o.detections[detection.detection_id] = detection
+            self._held[detection.detection_id] = o
+        self._open.append(o)
+
+    def take_failed(self) -> list[tuple[wire.Detection, int]]:
+        """Detections set aside because associating them failed (with their receive times), since the last call."""
+        failed, self._failed = self._failed, []
+        return failed
+
+    def evict_failing(self, now_ns: int) -> list[tuple[wire.Detection, int]]:
+        """After :meth:`poll` raised outside any one detection: set aside what failed and start afresh."""
+        return self.take_failed() + self.clear()
 
     def clear(self) -> list[tuple[wire.Detection, int]]:
         """Forget every pending detection and open incident (stored already); returns what was pending."""
-        pending = [(p.detection, p.received_at_ns) for p in self._pending]
-        self._pending, self._open, self._last_associated = [], [], frozenset()
+        pending = [(p.detection, p.received_at_ns) for p in self._pending.values()]
+        self._pending, self._due, self._open, self._shots, self._held, self._changed = {}, [], [], [], {}, {}
+        self._by_pole.clear()
         return pending
 
-    # ----------------------------------------------------------------- steps
+    # ----------------------------------------------------------------- association
 
-    def _holds(self, detection_id: str) -> bool:
-        return any(p.detection.detection_id == detection_id for p in self._pending) or any(
-            detection_id in o.detections for o in self._open
-        )
+    def _candidates(self, arrival: Arrival) -> Iterator[_Pending]:
+        """Pending timed detections of the arrival's class that can share its sound, earliest first per pole."""
+        for pole_id, distance_m in self._poles.neighbours(arrival.sensor_id).items():
+            for other in self._by_pole.get((arrival.label, pole_id), ()):
+                if other.timed and compatible(
+                    arrival, other.arrival, distance_m, c=self._c, tolerance_m=self._settings.tolerance_m
+                ):
+                    yield other
 
-    def _age_out(self, now_ns: int) -> None:
-        """Forget the positions of sensors not heard for ``position_max_age_s``."""
-        stale = [s for s, (_, heard_ns) in self._heard.items() if now_ns - heard_ns > self._max_age_ns]
-        if stale:
-            for sensor_id in stale:
-                del self._heard[sensor_id]
-            self._update_transit()
+    def _provisional_for(self, arrival: Arrival) -> _Open | None:
+        """The provisional incident every timed detection of which can share this arrival's sound.
 
-    def _update_transit(self, *, added: tuple[float, float, float] | None = None) -> None:
-        """The widest pair of recently heard sensors, as a sound's travel time, capped.
-
-        A sensor heard for the first time can only widen the widest pair: then only its
-        distances to the others are computed (the full pairwise maximum is quadratic).
+        Against all of them, not any one: under overlapping sounds a chain of pairwise
+        compatible detections would otherwise grow one provisional across the city (and two
+        detections of one pole are two sounds).
         """
-        positions = np.array([position for position, _ in self._heard.values()], dtype=np.float64).reshape(-1, 3)
-        if added is not None:
-            widest_m = float(np.max(np.linalg.norm(positions - np.asarray(added), axis=-1), initial=0.0))
-            self._baseline_m = max(self._baseline_m, widest_m)
-        else:
-            pairwise = np.linalg.norm(positions[:, None] - positions[None, :], axis=-1)
-            self._baseline_m = float(np.max(pairwise, initial=0.0))
-        transit_s = self._baseline_m / speed_of_sound_m_per_s(self.temperature_c)
-        transit_ns = int(transit_s * NS_PER_S) if math.isfinite(transit_s) and transit_s < 2**62 / NS_PER_S else 2**62
-        self._transit_ns = transit_ns if self._transit_cap_ns is None else min(transit_ns, self._transit_cap_ns)
-
-    def _overdetermined(self) -> bool:
-        """One class already has more sensors than a fix needs: associate now, not after the wait.
-
-        Sensors that report later join the shot they fit (:meth:`_join_existing_shot`).
-        """
-        sensors_by_label: dict[str, set[str]] = {}
-        for pending in self._pending:
-            sensors_by_label.setdefault(pending.arrival.label, set()).add(pending.arrival.sensor_id)
-        return any(len(s) > self.config.min_sensors for s in sensors_by_label.values())
-
-    def _join_late_detections(self, changed: dict[str, _Open], now_ns: int) -> None:
-        """Late detections that fit a located shot join it at once: no wait, as the shot's
-        solution already predicts when each further sensor hears it."""
-        if not any(o.shots for o in self._open):
-            return
-        still_pending = []
-        for pending in self._pending:
-            incident = (
-                self._join_existing_shot(pending)
-                if pending.detection.clock_status is not wire.ClockStatus.UNSYNCED
-                else None
-            )
-            if incident is None:
-                still_pending.append(pending)
+        neighbours = self._poles.neighbours(arrival.sensor_id)
+        tried: set[int] = set()
+        for peer in self._candidates(arrival):
+            incident = peer.incident
+            if id(incident) in tried or incident.stage is not Stage.PROVISIONAL:
                 continue
-            changed[incident.incident_id] = incident
-            incident.last_activity_ns = now_ns
-        self._pending = still_pending
-
-    def _associate_pending(self, changed: dict[str, _Open], now_ns: int) -> None:
-        timed = [p for p in self._pending if p.detection.clock_status is not wire.ClockStatus.UNSYNCED]
-        by_id = {p.detection.detection_id: p for p in self._pending}
-        groups, _ = associate(
-            [p.arrival for p in timed],
-            temperature_c=self.temperature_c,
-            max_timing_error_s=self._tolerance_s,
-            min_sensors=self.config.min_sensors,
-        )
-        for group in groups:
-            incident = self._incident_for_shot(group, now_ns)
-            incident.shots.append(group)
-            for arrival in (*group.arrivals, *group.duplicates):  # duplicates: one sound reported twice
-                incident.detections[arrival.detection_id] = by_id.pop(arrival.detection_id).detection
-            incident.last_activity_ns = now_ns
-            changed[incident.incident_id] = incident
-        self._pending = list(by_id.values())
-
-    def _join_existing_shot(self, pending: _Pending) -> _Open | None:
-        """Add a late detection to a shot whose solution predicts its arrival time."""
-        c = speed_of_sound_m_per_s(self.temperature_c)
-        for incident in self._open:
-            if incident.label != pending.arrival.label:
-                continue
-            for index, shot in enumerate(incident.shots):
-                solution = shot.solution
-                if pending.arrival.sensor_id in solution.sensor_ids or solution.position_m is None:
-                    continue
-                distance_m = float(np.linalg.norm(np.subtract(solution.position_m, pending.arrival.position_m)))
-                predicted_ns = (solution.origin_time_ns or 0) + distance_m / c * NS_PER_S
-                if abs(pending.arrival.arrival_time_ns - predicted_ns) <= 2 * self._tolerance_s * NS_PER_S:
-                    arrivals = (*shot.arrivals, pending.arrival)
-                    resolved = locate(arrivals, temperature_c=self.temperature_c)
-                    if resolved.status is SolveStatus.LOCATED:
-                        incident.shots[index] = Group(label=shot.label, arrivals=arrivals, solution=resolved)
-                        incident.detections[pending.detection.detection_id] = pending.detection
-                        return incident
+            tried.add(id(incident))
+            if all(
+                other.arrival.sensor_id != arrival.sensor_id
+                and (distance_m := neighbours.get(other.arrival.sensor_id)) is not None
+                and compatible(other.arrival, arrival, distance_m, c=self._c, tolerance_m=self._settings.tolerance_m)
+                for other in incident.pending.values()
+                if other.timed
+            ):
+                return incident
         return None
 
-    def _incident_for_shot(self, group: Group, now_ns: int) -> _Open:
+    def _settle(self, seed: _Pending, now_ns: int) -> None:
+        """Associate a seed; one that no group explains leaves the pending set (its wait is over)."""
+        try:
+            for _ in range(_MAX_GROUPS_PER_SEED):
+                if not seed.timed:
+                    break
+                groups = self._groups_for(seed)
+                for group in groups:
+                    self._accept(group, now_ns)
+                if not groups or seed.detection.detection_id not in self._pending:
+                    break
+        except Exception as exc:  # one detection that breaks association is set aside, the rest go on
+            log.error("associating detection %r failed: %s", seed.detection.detection_id, exc)
+            log.debug("associating detection %r failed", seed.detection.detection_id, exc_info=True)
+            self._unpend(seed)
+            seed.incident.detections.pop(seed.detection.detection_id, None)
+            self._held.pop(seed.detection.detection_id, None)
+            self._failed.append((seed.detection, seed.received_at_ns))
+            self._finish_if_done(seed.incident, now_ns)
+            return
+        if seed.detection.detection_id in self._pending and seed.timed and self._join_shot(seed, now_ns):
+            return
+        self._unpend(seed)
+        self._finish_if_done(seed.incident, now_ns)
+
+    def _groups_for(self, seed: _Pending) -> list[Group]:
+        """The groups to accept around a seed: its own (neighbourhood), or every one the likelihood
+        search finds among the pending detections of its neighbour poles."""
+        same_pole = [
+            p.arrival for p in self._by_pole.get((seed.arrival.label, seed.arrival.sensor_id), ()) if p is not seed
+        ]
+        if self.config.association == "neighbourhood":
+            candidates = [p.arrival for p in self._candidates(seed.arrival)] + same_pole
+            group = associate_seed(seed.arrival, candidates, settings=self._settings, poles_near=self._poles_near)
+            return [] if group is None else [group]
+        # Every pending detection of the neighbour poles, not only those time-compatible with the
+        # seed: rounds fired from one place support each other in the likelihood score.
+        pool = [seed.arrival, *same_pole]
+        for pole_id in self._poles.neighbours(seed.arrival.sensor_id):
+            pool += [p.arrival for p in self._by_pole.get((seed.arrival.label, pole_id), ()) if p.timed]
+        groups, _ = associate(
+            pool,
+            temperature_c=self.temperature_c,
+            max_timing_error_s=self.config.max_timing_error_ms / 1000,
+            min_sensors=self.config.min_sensors,
+            method="likelihood",
+        )
+        if self._settings.wind_m_per_s is not None:  # the likelihood search solves in still air
+            groups = [dataclasses.replace(g, solution=self._locate(g.arrivals)) for g in groups]
+        return [g for g in groups if g.solution.status is SolveStatus.LOCATED]
+
+    def _poles_near(self, point_m: tuple[float, float, float], radius_m: float) -> Iterator[str]:
+        return (pole_id for pole_id, _, _ in self._poles.within(point_m, radius_m))
+
+    def _accept(self, group: Group, now_ns: int) -> None:
+        members = [self._pending[a.detection_id] for a in (*group.arrivals, *group.duplicates)]
+        for member in members:
+            self._unpend(member)
+        counts = collections.Counter(m.incident for m in members)
+        target = self._incident_for_shot(group)
+        if target is None:
+            target = max(counts, key=lambda o: (counts[o], -o.created_at_ns))
+            self._split_off(target, {m.detection.detection_id for m in members}, now_ns)
+            target.stage = Stage.LOCATED
+            self._open.append(target)
+        for provisional in counts:
+            if provisional is target:
+                continue
+            for member in members:
+                provisional.detections.pop(member.detection.detection_id, None)
+            if not provisional.detections:
+                provisional.stage, provisional.merged_into = Stage.MERGED, target.incident_id
+                self._touch(provisional, now_ns)
+            else:
+                self._finish_if_done(provisional, now_ns)
+        shot = _Shot(group, settle_ns=max(m.deadline_ns for m in members))
+        target.shots.append(shot)
+        self._shots.append((target, shot))
+        for member in members:
+            self._show(target, member.detection, now_ns)
+
+    def _split_off(self, incident: _Open, keep: set[str], now_ns: int) -> None:
+        """A provisional becomes a located incident: its other detections go on as an incident of their own."""
+        others = [d for i, d in incident.detections.items() if i not in keep]
+        if not others:
+            return
+        rest = self._new_incident(incident.label, now_ns)
+        for detection in others:
+            del incident.detections[detection.detection_id]
+            if (pending := incident.pending.pop(detection.detection_id, None)) is not None:
+                pending.incident = rest
+                rest.pending[detection.detection_id] = pending
+            self._show(rest, detection, now_ns)
+        self._finish_if_done(rest, now_ns)
+
+    def _join_shot(self, seed: _Pending, now_ns: int) -> bool:
+        """A late detection that a located shot of its class predicts joins it.
+
+        Tried only once its own wait is over and no group of pending detections explains it:
+        a detection of a new sound at a pole within hearing range of a recent shot fits that
+        shot's prediction by chance every few hundred detections under busy traffic.
+        """
+        arrival = seed.arrival
+        # Shots are kept in the order they were located, which is their emission order give or take a
+        # wait: scan back until the sound could no longer be reaching poles.
+        earliest_ns = arrival.arrival_time_ns - round(self._settings.hearing_range_m * 1.01 / self._c * NS_PER_S)
+        stop_ns = earliest_ns - self._wait_ns - self.transit_ns
+        for incident, shot in reversed(self._shots):
+            origin_ns = shot.group.solution.origin_time_ns or 0
+            if origin_ns < stop_ns:
+                break
+            solution = shot.group.solution
+            if incident.label == arrival.label and earliest_ns <= origin_ns <= arrival.arrival_time_ns:
+                if any(a.sensor_id == arrival.sensor_id for a in shot.group.arrivals) or not fits(
+                    arrival, solution, c=self._c, tolerance_m=self._settings.tolerance_m,
+                    hearing_range_m=self._settings.hearing_range_m,
+                ):  # fmt: skip
+                    continue
+                shot.group = dataclasses.replace(shot.group, arrivals=(*shot.group.arrivals, arrival))
+                shot.dirty = True
+                if now_ns >= shot.settle_ns:
+                    self._resolve(incident, shot, now_ns)
+                self._move(seed, incident, now_ns)
+                return True
+        return False
+
+    def _move(self, pending: _Pending, target: _Open, now_ns: int) -> None:
+        """A pending detection leaves its provisional incident for ``target`` (merged away when emptied)."""
+        self._unpend(pending)
+        provisional = pending.incident
+        provisional.detections.pop(pending.detection.detection_id, None)
+        if provisional is not target:
+            if not provisional.detections:
+                provisional.stage, provisional.merged_into = Stage.MERGED, target.incident_id
+                self._touch(provisional, now_ns)
+            else:
+                self._finish_if_done(provisional, now_ns)
+        self._show(target, pending.detection, now_ns)
+
+    def _resolve(self, incident: _Open, shot: _Shot, now_ns: int) -> None:
+        """Solve a shot again with the detections that joined; one that no longer fits is dropped from the fix."""
+        shot.dirty = False
+        arrivals = list(shot.group.arrivals)
+        while len(arrivals) >= 3:
+            solution = self._locate(arrivals)
+            if solution.status is not SolveStatus.LOCATED:
+                return
+            worst = int(np.argmax(np.abs(solution.residuals_m)))
+            if abs(solution.residuals_m[worst]) <= self._settings.tolerance_m:
+                shot.group = dataclasses.replace(shot.group, arrivals=tuple(arrivals), solution=solution)
+                self._touch(incident, now_ns)
+                return
+            del arrivals[worst]
+
+    def _incident_for_shot(self, group: Group) -> _Open | None:
+        """An open located incident of the class this shot is another round of (close in time and space)."""
         solution = group.solution
         merge_ns = self.config.incident_merge_s * NS_PER_S
-        for incident in self._open:
-            if incident.label != group.label or not incident.shots:
+        if merge_ns <= 0:
+            return None
+        for incident, shot in reversed(self._shots):
+            last = shot.group.solution
+            if (last.origin_time_ns or 0) < (solution.origin_time_ns or 0) - merge_ns - self._wait_ns - self.transit_ns:
+                break  # shots are in located order: none older can be close in time
+            if incident.label != group.label or shot is not incident.shots[-1]:
                 continue
-            last = incident.shots[-1].solution
             close_in_time = abs((solution.origin_time_ns or 0) - (last.origin_time_ns or 0)) <= merge_ns
-            distance_m = float(np.linalg.norm(np.subtract(solution.position_m, last.position_m)))
+            distance_m = float(np.hypot(*np.subtract(solution.position_m[:2], last.position_m[:2])))
             if close_in_time and distance_m <= self.config.incident_merge_m:
                 return incident
-        incident = _Open(incident_id=uuid.uuid4().hex, label=group.label, created_at_ns=now_ns)
-        self._open.append(incident)
-        return incident
+        return None
 
-    def _expire_leftovers(self, changed: dict[str, _Open], now_ns: int) -> None:
-        """Detections nobody joined within wait + transit time become unlocated incidents.
+    # ----------------------------------------------------------------- bookkeeping
 
-        A peer of the same sound reaches the node at most the sound's transit across the
-        sensors plus the spread of detection latencies (the wait) after this one; while this
-        one is pending, a peer's arrival re-runs association at once (the oldest pending has
-        waited), so nothing is gained by waiting longer.
-        """
-        expired = [p for p in self._pending if now_ns - p.received_at_ns >= self._wait_ns + self._transit_ns]
-        if not expired:
+    def _new_incident(self, label: str, now_ns: int) -> _Open:
+        return _Open(incident_id=uuid.uuid4().hex, label=label, created_at_ns=now_ns, last_activity_ns=now_ns)
+
+    def _show(self, incident: _Open, detection: wire.Detection, now_ns: int) -> None:
+        incident.detections[detection.detection_id] = detection
+        self._held[detection.detection_id] = incident
+        self._touch(incident, now_ns)
+
+    def _touch(self, incident: _Open, now_ns: int) -> None:
+        incident.last_activity_ns = now_ns
+        self._changed[incident.incident_id] = incident
+
+    def _unpend(self, pending: _Pending) -> None:
+        detection_id = pending.detection.detection_id
+        if self._pending.pop(detection_id, None) is None:
             return
-        self._pending = [p for p in self._pending if p not in expired]
-        for pending in sorted(expired, key=lambda p: p.arrival.arrival_time_ns):
-            incident = next(
-                (
-                    o
-                    for o in self._open
-                    if o.label == pending.arrival.label
-                    and not o.shots
-                    and abs(pending.arrival.arrival_time_ns - min(d.arrival_time_ns for d in o.unlocated))
-                    <= self._transit_ns
-                ),
-                None,
-            )
-            if incident is None:
-                incident = _Open(incident_id=uuid.uuid4().hex, label=pending.arrival.label, created_at_ns=now_ns)
-                self._open.append(incident)
-            incident.unlocated.append(pending.detection)
-            incident.detections[pending.detection.detection_id] = pending.detection
-            incident.last_activity_ns = now_ns
-            changed[incident.incident_id] = incident
+        same_pole = self._by_pole[(pending.arrival.label, pending.arrival.sensor_id)]
+        same_pole.remove(pending)
+        if not same_pole:
+            del self._by_pole[(pending.arrival.label, pending.arrival.sensor_id)]
+        pending.incident.pending.pop(detection_id, None)
+
+    def _finish_if_done(self, incident: _Open, now_ns: int) -> None:
+        """A provisional incident nothing located and nothing pending any more: unlocated, final."""
+        if incident.stage is Stage.PROVISIONAL and not incident.pending and incident.detections:
+            incident.stage = Stage.UNLOCATED
+            self._open.append(incident)
+            self._touch(incident, now_ns)
+
+    def _add_restored(self, incident: _Open, detection: wire.Detection, now_ns: int) -> None:
+        arrival = arrival_of(detection)
+        self.note_position(arrival.sensor_id, arrival.position_m, heard_at_ns=now_ns)
+        timed = detection.clock_status is not wire.ClockStatus.UNSYNCED
+        deadline_ns = now_ns + self._wait_ns + self._reach_cap(self._poles.reach_ns(arrival.sensor_id))
+        pending = _Pending(arrival, detection, now_ns, deadline_ns, incident, timed)
+        self._pending[detection.detection_id] = pending
+        self._by_pole[(arrival.label, arrival.sensor_id)].append(pending)
+        heapq.heappush(self._due, (deadline_ns, next(self._seq), detection.detection_id))
+        incident.pending[detection.detection_id] = pending
+        incident.detections[detection.detection_id] = detection
+
+    def _locate(self, arrivals: Sequence[Arrival]) -> Solution:
+        return locate(arrivals, temperature_c=self.temperature_c, wind_m_per_s=self._settings.wind_m_per_s)
+
+    def _reach_cap(self, reach_ns: int) -> int:
+        return reach_ns if self._cap_ns is None else min(reach_ns, self._cap_ns)
+
+    def _forget_old(self, now_ns: int) -> None:
+        """Incidents quiet for longer than a round could still join them are let go (they are stored)."""
+        horizon_ns = int(self.config.incident_merge_s * NS_PER_S) + self._wait_ns + self.transit_ns
+        keep = []
+        for incident in self._open:
+            if now_ns - incident.last_activity_ns <= horizon_ns:
+                keep.append(incident)
+            else:
+                for detection_id in incident.detections:
+                    self._held.pop(detection_id, None)
+        self._open = keep
+        kept = {id(o) for o in keep}
+        self._shots = [(o, shot) for o, shot in self._shots if id(o) in kept]
 
     # ----------------------------------------------------------------- output
 
     def _to_wire(self, incident: _Open) -> wire.Incident:
+        incident.revision += 1
         detections = sorted(incident.detections.values(), key=lambda d: d.arrival_time_ns)
         best: Solution | None = None
         if incident.shots:
-            best = min((s.solution for s in incident.shots), key=lambda s: s.uncertainty_m or np.inf)
+            best = min((s.group.solution for s in incident.shots), key=lambda s: s.uncertainty_m or np.inf)
         first_origin_ns = (
-            min(s.solution.origin_time_ns or 0 for s in incident.shots)
+            min(s.group.solution.origin_time_ns or 0 for s in incident.shots)
             if incident.shots
-            else detections[0].arrival_time_ns
+            else (detections[0].arrival_time_ns if detections else 0)
         )
         cov = best.covariance_m2 if best is not None else None
         return wire.Incident(
             incident_id=incident.incident_id,
             label=wire.Label(incident.label),
-            score=max(d.score for d in detections),
+            score=max((d.score for d in detections), default=0.0),
             origin_time_ns=max(first_origin_ns, 0),
             position=wire.Position(x_m=best.position_m[0], y_m=best.position_m[1], z_m=best.position_m[2])
             if best is not None and best.position_m is not None
@@ -385,6 +587,9 @@ class IncidentBuilder:
             sensor_ids=sorted({d.sensor_id for d in detections}),
             created_at_ns=incident.created_at_ns,
             n_shots=max(1, len(incident.shots)),
+            stage=incident.stage,
+            merged_into=incident.merged_into,
+            revision=incident.revision,
         )
 
 

@@ -148,6 +148,7 @@ def locate(
     robust: bool = True,
     method: str = "ml",
     wind_m_per_s: tuple[float, float] | None = None,
+    prefer_m: tuple[float, float, float] | None = None,
 ) -> Solution:
     """Source position and emission time from the arrivals of one sound at >= 3 sensors.
 
@@ -172,6 +173,9 @@ def locate(
     wind_m_per_s : (float, float), optional
         Horizontal wind velocity (x, y components of where it blows *to*; m/s) in the site
         frame. ``None`` (default): still air.
+    prefer_m : (float, float, float), optional
+        Three arrivals can fit two points exactly: with this, the one nearer to it (e.g. the
+        candidate other evidence singled out) instead of ``AMBIGUOUS``.
 
     Returns
     -------
@@ -226,6 +230,9 @@ def locate(
         return dataclasses.replace(empty, status=SolveStatus.DEGENERATE)
     if len(arrivals) == 3:
         distinct = distinct_exact(fits)
+        if len(distinct) > 1 and prefer_m is not None:
+            distinct = [min(distinct, key=lambda f: math.dist(to_site(f.params, origin, fixed_z)[:2], prefer_m[:2]))]
+            fits = distinct
         if len(distinct) > 1:
             return dataclasses.replace(
                 empty, status=SolveStatus.AMBIGUOUS,

@@ -1,21 +1,26 @@
 """The fusion node: ``sed fusion --config server.toml``.
 
-Receives detections, clips and heartbeats from sensors (:mod:`sed.fusion.receiver`),
-stores each before acknowledging it, associates and locates (:mod:`sed.fusion.incidents`)
-and commits incidents to the store before announcing them to ``on_incident`` and, when
+Two threads. The receive loop (the caller's) takes what sensors send (:mod:`sed.fusion.receiver`),
+stores each batch of detections in one transaction and acknowledges it after the commit
+(:mod:`sed.fusion.intake`); it never waits for association. The association worker
+(:mod:`sed.fusion.associator`) associates and locates (:mod:`sed.fusion.incidents`) about every
+20 ms, commits the incidents that changed and then announces them to ``on_incident`` and, when
 ``api.incident_feed_endpoint`` is set, on a ZeroMQ PUB socket a separate ``sed api`` follows.
-Each message is handled in isolation (:mod:`sed.fusion.intake`): one that cannot be handled
-is quarantined and rejected, and the loop goes on. An error of the loop itself (the socket)
-ends :func:`run`; ``sed fusion`` then exits non-zero so systemd restarts it.
+Each message is handled in isolation: one that cannot be handled is quarantined and rejected,
+and the loop goes on. When either thread fails, :func:`run` raises; ``sed fusion`` then exits
+non-zero so systemd restarts it (``sed server``'s supervisor stops the process).
 
-The false-alarm policy (:mod:`sed.fusion.policy`, ``[fusion.policy]``) gives each incident
-its priority before it is committed; on start it replays the last hour's stored
-detections, so sensors' rates and noisy flags survive a restart.
+On start the node takes back the recent stored detections no incident holds and the open
+incidents late detections may still join (``[fusion] resume_lookback_s``). The false-alarm
+policy (:mod:`sed.fusion.policy`, ``[fusion.policy]``) gives each incident its priority before
+it is committed; on start it replays the last hour's stored detections, so sensors' rates
+and noisy flags survive a restart.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +32,7 @@ from sed import wire
 from sed.config import ServerConfig
 from sed.errors import WireError
 from sed.fusion.incidents import IncidentBuilder
-from sed.fusion.intake import FusionMetrics, Intake, describe
+from sed.fusion.intake import MAX_BATCH, FusionMetrics, Intake, describe
 from sed.fusion.policy import SENSOR_WINDOW_NS, FalseAlarmPolicy
 from sed.fusion.receiver import Receiver
 from sed.runtime import start_service
@@ -36,11 +41,12 @@ from sed.supervise import Liveness
 
 log = logging.getLogger("sed.fusion")
 
-#: How long one receive poll waits before incidents are re-evaluated, ms.
+#: How long one receive poll waits, and how often the association worker turns, ms.
 POLL_TIMEOUT_MS = 20
-#: Stored detections no incident holds, received this long before a start, are associated again, s:
-#: those the node stored and acknowledged just before it stopped (the sensor will not resend them).
-RESUME_LOOKBACK_S = 300.0
+#: Longest a thread holds the GIL while another waits for it, s (Python's default is 5 ms).
+GIL_SWITCH_INTERVAL_S = 0.0005
+#: How long a stopping node waits for its association worker's last turn, s.
+WORKER_JOIN_S = 10.0
 
 
 def run(
@@ -51,9 +57,10 @@ def run(
     on_incident: Callable[[wire.Incident], None] | None = None,
     on_ready: Callable[[str], None] | None = None,
     liveness: Liveness | None = None,
+    association_liveness: Liveness | None = None,
     registry: CollectorRegistry | None = None,
 ) -> None:
-    """Serve until ``stop`` is set.
+    """Serve until ``stop`` is set; raise when the loop or the association worker fails.
 
     Parameters
     ----------
@@ -62,12 +69,16 @@ def run(
     store : Store
         Where detections, clips, heartbeats, incidents and quarantined messages are committed.
     on_incident : callable, optional
-        Called with each created or updated incident after it is committed.
+        Called with each created or updated incident after it is committed (from the
+        association worker's thread).
     on_ready : callable, optional
         Called with the bound endpoint once sensors can connect.
     liveness : Liveness, optional
-        Beaten every turn of the loop; given the backlog (detections waiting for peers) and
-        the receiver's problems (unreadable key files), for ``/healthz``.
+        Beaten every turn of the receive loop (the calling thread); given the association
+        backlog and the receiver's problems (unreadable key files), for ``/healthz``.
+    association_liveness : Liveness, optional
+        The association worker's record (a supervisor may watch it); one of its own by default.
+        Its ``overload`` says when association falls behind (``/healthz``: degraded).
     registry : CollectorRegistry, optional
         Where the fusion metrics are registered (the API's, in ``sed server``).
     """
@@ -78,6 +89,12 @@ def run(
         log.info("announcing incidents on %s", config.api.incident_feed_endpoint)
     site_radius_m = config.site.radius_m
     receiver = None
+    worker = association_liveness if association_liveness is not None else Liveness("association")
+    worker_stop = threading.Event()
+    # The receive thread waits on sockets and the database, releasing the GIL each time; with the
+    # association worker busy, taking it back costs up to one switch interval (5 ms by default)
+    # per release, which caps acks far below what the intake can store.
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
     try:
         receiver = Receiver(
             bind_endpoint=config.fusion.bind_endpoint,
@@ -90,9 +107,13 @@ def run(
         policy = FalseAlarmPolicy(config.fusion.policy)
         _seed_policy(store, policy)
         intake = Intake(store=store, builder=builder, receiver=receiver, metrics=FusionMetrics(registry), policy=policy)
-        _resume(store, builder)
+        intake.association.resume(lookback_s=config.fusion.resume_lookback_s, now_ns=time.time_ns())
         if liveness is not None:
-            liveness.backlog = lambda: builder.n_pending
+            liveness.backlog = lambda: len(intake.queue)
+        worker.backlog = lambda: len(intake.queue)
+        worker.start(
+            lambda: _associate(intake, worker_stop, worker, on_incident, publisher), thread_name="sed-association"
+        )
         log.info("listening for sensors on %s", receiver.endpoint)
         if on_ready is not None:
             on_ready(receiver.endpoint)
@@ -100,15 +121,19 @@ def run(
             if liveness is not None:
                 liveness.beat()
                 liveness.problems = list(receiver.problems)
+            if worker.thread is None or not worker.thread.is_alive():  # association stopped: restart the node
+                raise RuntimeError(f"the association worker died: {worker.error}")
             receiver.check_alive()
-            envelopes = receiver.poll(POLL_TIMEOUT_MS)
+            envelopes = receiver.poll(POLL_TIMEOUT_MS, max_messages=MAX_BATCH)
             for refused in receiver.take_refused():  # kept before anything of the same batch is acked
                 intake.keep_refused(refused, received_at_ns=time.time_ns())
-            for envelope in envelopes:
-                intake.handle(envelope)
-            for incident in intake.poll(time.time_ns()):
-                _announce(incident, on_incident, publisher)
+            intake.handle_batch(envelopes)
+            worker.overload = intake.association.check_overload(time.time_ns())
     finally:
+        worker.stopping()
+        worker_stop.set()
+        if (thread := worker.thread) is not None:
+            thread.join(timeout=WORKER_JOIN_S)
         if publisher is not None:
             publisher.close(linger=0)
         if receiver is not None:
@@ -116,18 +141,21 @@ def run(
             log.info("stopped (%s)", receiver.stats)
 
 
-def _resume(store: Store, builder: IncidentBuilder) -> None:
-    """Queue again the recent stored detections no incident holds (the node stopped before it committed one)."""
-    since_ns = time.time_ns() - int(RESUME_LOOKBACK_S * 1e9)
-    resumed = 0
-    for stored in store.unassigned_detections(received_since_ns=since_ns):
-        try:
-            builder.add(stored.detection, received_at_ns=stored.received_at_ns)
-            resumed += 1
-        except Exception as exc:  # quarantined when it first came; it stays stored and unassigned
-            log.warning("stored detection %r not resumed: %s", stored.detection.detection_id, describe(exc))
-    if resumed:
-        log.info("resumed associating %d stored detections no incident holds yet", resumed)
+def _associate(
+    intake: Intake,
+    stop: threading.Event,
+    worker: Liveness,
+    on_incident: Callable[[wire.Incident], None] | None,
+    publisher: zmq.Socket | None,
+) -> None:
+    """The association worker: a turn about every :data:`POLL_TIMEOUT_MS`, announcing what it committed."""
+    period_s = POLL_TIMEOUT_MS / 1000
+    while not stop.is_set():
+        worker.beat()
+        started_s = time.monotonic()
+        for incident in intake.poll(time.time_ns()):
+            _announce(incident, on_incident, publisher)
+        stop.wait(max(0.0, period_s - (time.monotonic() - started_s)))
 
 
 def _seed_policy(store: Store, policy: FalseAlarmPolicy) -> None:

@@ -266,13 +266,16 @@ class Receiver:
             problems.append("ZAP authenticator thread is not running: no sensor can connect")
         return problems
 
-    def poll(self, timeout_ms: int) -> list[Envelope]:
-        """Wait up to ``timeout_ms`` for messages; return all that are waiting and valid."""
+    def poll(self, timeout_ms: int, *, max_messages: int | None = None) -> list[Envelope]:
+        """Wait up to ``timeout_ms`` for messages; return those waiting and valid (at most ``max_messages``
+        read, so the caller's batch stays bounded; the rest wait for the next call)."""
         envelopes: list[Envelope] = []
         self._refresh_keys()  # here, not only on traffic, so that problems stay current on a quiet node
         if not self._socket.poll(timeout_ms, zmq.POLLIN):
             return envelopes
-        while True:
+        n_read = 0
+        while max_messages is None or n_read < max_messages:
+            n_read += 1
             try:
                 routing, payload = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -285,6 +288,7 @@ class Receiver:
             if envelope is not None:
                 self.stats.received += 1
                 envelopes.append(envelope)
+        return envelopes
 
     def _refresh_keys(self) -> None:
         before = self._ring.registry

@@ -6,9 +6,11 @@ anywhere else. Writes are idempotent where the wire is (a resent detection is st
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -52,6 +54,16 @@ class ReviewAction(enum.StrEnum):
 
 #: Detections an incident links per statement (:meth:`Store.save_incident`).
 LINK_BATCH = 64
+_TOUCH_SENSOR = (
+    t.sensors.update()
+    .where(t.sensors.c.sensor_id == sa.bindparam("sid"))
+    .values(
+        last_seen_ns=sa.bindparam("seen"),
+        x_m=sa.bindparam("x"),
+        y_m=sa.bindparam("y"),
+        z_m=sa.bindparam("z"),
+    )
+)
 _LINK_DETECTIONS = t.detections.update().where(
     t.detections.c.detection_id.in_([sa.bindparam(f"d{k}") for k in range(LINK_BATCH)])
 )
@@ -99,6 +111,7 @@ class Store:
         self.evidence = Evidence(self.engine)
         self.webhooks = Webhooks(self.engine)
         self.quarantine = Quarantine(self.engine)
+        self._batch = threading.local()  # the open transaction of :meth:`batch`, per thread
 
     def close(self) -> None:
         self.engine.dispose()
@@ -107,24 +120,101 @@ class Store:
 
     def add_detection(self, detection: wire.Detection, *, received_at_ns: int) -> bool:
         """Store a detection; ``False`` (and no change) if its id is already stored."""
-        row = {
-            "detection_id": detection.detection_id,
-            "sensor_id": detection.sensor_id,
-            "label": str(detection.label),
-            "score": detection.score,
-            "arrival_time_ns": detection.arrival_time_ns,
-            "arrival_uncertainty_ns": detection.arrival_uncertainty_ns,
-            "duration_ms": detection.duration_ms,
-            "peak_dbfs": detection.peak_dbfs,
-            "x_m": detection.position.x_m,
-            "y_m": detection.position.y_m,
-            "z_m": detection.position.z_m,
-            "clock_status": str(detection.clock_status),
-            "model_version": detection.model_version,
-            "received_at_ns": received_at_ns,
-            "incident_id": None,
-        }
-        return self._insert_once(t.detections, row)
+        return self._insert_once(t.detections, _detection_row(detection, received_at_ns))
+
+    def add_detections(self, received: Sequence[tuple[wire.Detection, int]]) -> list[bool]:
+        """Store detections, each with its ``received_at_ns``, and note their sensors as seen, in one transaction.
+
+        Returns one flag per detection: ``True`` if it was new (a detection whose id is
+        already stored, or that comes again later in ``received``, is ``False`` and changes
+        nothing). Any error rolls the whole batch back.
+        """
+        if not received:
+            return []
+        first: dict[str, int] = {}
+        for k, (detection, _) in enumerate(received):
+            first.setdefault(detection.detection_id, k)
+        rows = [_detection_row(received[k][0], received[k][1]) for k in first.values()]
+        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+        key = t.detections.c.detection_id
+        with self._transaction() as conn:
+            # One INSERT … ON CONFLICT DO NOTHING RETURNING per batch: the ids it returns are the new ones.
+            inserted = {
+                row[0]
+                for row in conn.execute(dialect.insert(t.detections).on_conflict_do_nothing().returning(key), rows)
+            }
+            seen: dict[str, tuple[wire.Position, int]] = {}
+            for detection, received_at_ns in received:
+                if detection.detection_id in inserted:
+                    seen[detection.sensor_id] = (
+                        detection.position,
+                        max(received_at_ns, seen.get(detection.sensor_id, (None, 0))[1]),
+                    )
+            if seen:
+                known = set(
+                    conn.execute(
+                        sa.select(t.sensors.c.sensor_id).where(t.sensors.c.sensor_id.in_(list(seen)))
+                    ).scalars()
+                )
+                values = [
+                    {"sid": s, "seen": at_ns, "x": p.x_m, "y": p.y_m, "z": p.z_m}
+                    for s, (p, at_ns) in sorted(seen.items())
+                ]
+                if known:
+                    conn.execute(_TOUCH_SENSOR, [v for v in values if v["sid"] in known])
+                if missing := [v for v in values if v["sid"] not in known]:
+                    conn.execute(
+                        t.sensors.insert(),
+                        [
+                            {
+                                "sensor_id": v["sid"],
+                                "last_seen_ns": v["seen"],
+                                "x_m": v["x"],
+                                "y_m": v["y"],
+                                "z_m": v["z"],
+                            }
+                            for v in missing
+                        ],
+                    )
+        return [k == first[d.detection_id] and d.detection_id in inserted for k, (d, _) in enumerate(received)]
+
+    def unassigned_among(self, detection_ids: Sequence[str]) -> set[str]:
+        """Those of ``detection_ids`` that are stored and held by no incident (a resent detection the
+        fusion node must associate again rather than drop)."""
+        found: set[str] = set()
+        ids = list(dict.fromkeys(detection_ids))
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), LINK_BATCH):
+                chunk = ids[i : i + LINK_BATCH]
+                query = sa.select(t.detections.c.detection_id).where(
+                    t.detections.c.detection_id.in_(chunk), t.detections.c.incident_id.is_(None)
+                )
+                found.update(conn.execute(query).scalars())
+        return found
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for every write this thread makes inside the block (e.g. the incidents
+        of one association turn): committed at its end, all rolled back if it raises."""
+        if getattr(self._batch, "conn", None) is not None:  # nested: part of the outer one
+            yield
+            return
+        with self.engine.begin() as conn:
+            self._batch.conn = conn
+            try:
+                yield
+            finally:
+                self._batch.conn = None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """The thread's open :meth:`batch`, or a transaction of its own."""
+        conn = getattr(self._batch, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.begin() as conn:
+            yield conn
 
     def discard_detection(self, detection_id: str) -> bool:
         """Undo :meth:`add_detection` of a detection no incident holds (the fusion node could not
@@ -177,8 +267,14 @@ class Store:
             if updated.rowcount == 0:
                 conn.execute(t.sensors.insert().values(sensor_id=sensor_id, **values))
 
-    def save_incident(self, incident: wire.Incident, *, updated_at_ns: int) -> None:
-        """Insert or update an incident and link its detections, in one transaction."""
+    def save_incident(self, incident: wire.Incident, *, updated_at_ns: int) -> bool:
+        """Insert or update an incident and link its detections, in one transaction.
+
+        Returns ``False``, changing nothing, when a later :attr:`~sed.wire.Incident.revision`
+        of it is already stored (an update that arrived out of order); an equal revision is
+        written again. A ``merged`` incident links no detections: they belong to the
+        incident it was merged into, whichever of the two is saved first.
+        """
         position = incident.position
         cov = incident.covariance_m2 or [None, None, None]
         values = {
@@ -194,14 +290,20 @@ class Store:
             "cov_yy_m2": cov[2],
             "n_shots": incident.n_shots,
             "priority": str(incident.priority),  # the node's policy may upgrade it; the status is the operators'
+            "stage": str(incident.stage),
+            "merged_into": incident.merged_into,
+            "revision": incident.revision,
             "updated_at_ns": updated_at_ns,
         }
-        with self.engine.begin() as conn:
+        key = t.incidents.c.incident_id == incident.incident_id
+        with self._transaction() as conn:
             # The status belongs to the operators once the incident exists: a new shot does not reset it.
             updated = conn.execute(
-                t.incidents.update().where(t.incidents.c.incident_id == incident.incident_id).values(**values)
+                t.incidents.update().where(key, t.incidents.c.revision <= incident.revision).values(**values)
             )
             if updated.rowcount == 0:
+                if conn.execute(sa.select(t.incidents.c.revision).where(key)).first() is not None:
+                    return False  # a later revision is stored
                 conn.execute(
                     t.incidents.insert().values(
                         incident_id=incident.incident_id,
@@ -210,7 +312,7 @@ class Store:
                         **values,
                     )
                 )
-            ids = list(incident.detection_ids)
+            ids = [] if incident.stage is wire.IncidentStage.MERGED else list(incident.detection_ids)
             if ids:
                 # A fixed number of placeholders, padded by repeating ids: an `IN` list as long
                 # as the incident would give each incident size its own statement text, and the
@@ -221,6 +323,7 @@ class Store:
                     _LINK_DETECTIONS.values(incident_id=incident.incident_id),
                     [{f"d{k}": batch[k % len(batch)] for k in range(LINK_BATCH)} for batch in batches],
                 )
+        return True
 
     # ------------------------------------------------------------------ reads (API)
 
@@ -235,10 +338,12 @@ class Store:
         limit: int = 100,
         offset: int = 0,
         priorities: Iterable[wire.IncidentPriority] | None = None,
+        stages: Iterable[wire.IncidentStage] | None = None,
     ) -> list[wire.Incident]:
-        """Incidents, newest origin first, filtered by origin time, class, status, priority and area.
+        """Incidents, newest origin first, filtered by origin time, class, status, priority, stage and area.
 
-        An area excludes incidents without a position.
+        An area excludes incidents without a position. Without ``stages``, ``merged``
+        incidents (superseded by the one their detections joined) are left out.
         """
         query = sa.select(t.incidents).order_by(t.incidents.c.origin_time_ns.desc()).limit(limit).offset(offset)
         if since_ns is not None:
@@ -251,6 +356,10 @@ class Store:
             query = query.where(t.incidents.c.status.in_([str(status) for status in statuses]))
         if priorities:
             query = query.where(t.incidents.c.priority.in_([str(priority) for priority in priorities]))
+        if stages:
+            query = query.where(t.incidents.c.stage.in_([str(stage) for stage in stages]))
+        else:
+            query = query.where(t.incidents.c.stage != str(wire.IncidentStage.MERGED))
         if area is not None:
             for column, bound, lower in (
                 (t.incidents.c.x_m, area.x_min_m, True),
@@ -364,6 +473,31 @@ class Store:
         with self.engine.connect() as conn:
             return [_stored_detection(row) for row in conn.execute(query).mappings()]
 
+    def open_incidents(self, *, updated_since_ns: int) -> list[tuple[wire.Incident, list[wire.Detection]]]:
+        """Incidents updated since ``updated_since_ns`` that operators have not closed (confirmed or
+        dismissed), each with its detections, oldest update first (what a restarted fusion node takes
+        back so that late detections join them)."""
+        closed = [str(wire.IncidentStatus.CONFIRMED), str(wire.IncidentStatus.FALSE_ALARM)]
+        query = (
+            sa.select(t.incidents)
+            .where(t.incidents.c.updated_at_ns >= updated_since_ns, t.incidents.c.status.not_in(closed))
+            .order_by(t.incidents.c.updated_at_ns)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+            held: dict[str, list[wire.Detection]] = {}
+            ids = [row["incident_id"] for row in rows]
+            for i in range(0, len(ids), LINK_BATCH):
+                members = sa.select(t.detections).where(t.detections.c.incident_id.in_(ids[i : i + LINK_BATCH]))
+                for row in conn.execute(members.order_by(t.detections.c.arrival_time_ns)).mappings():
+                    held.setdefault(row["incident_id"], []).append(_stored_detection(row).detection)
+        result = []
+        for row in rows:
+            detections = held.get(row["incident_id"], [])
+            members_of = [(d.detection_id, d.sensor_id) for d in detections]
+            result.append((_incident(row, members_of), detections))
+        return result
+
     def recent_detections(self, *, received_since_ns: int) -> list[tuple[str, wire.Label, int]]:
         """``(sensor_id, label, received_at_ns)`` of the detections received since then, earliest first
         (what a restarted fusion node replays into its sensors' detection rates)."""
@@ -453,6 +587,9 @@ def _incident(row: sa.RowMapping, members: list[tuple[str, str]]) -> wire.Incide
         created_at_ns=row["created_at_ns"],
         n_shots=row["n_shots"],
         priority=wire.IncidentPriority(row["priority"]),
+        stage=wire.IncidentStage(row["stage"]),
+        merged_into=row["merged_into"],
+        revision=row["revision"],
     )
 
 
@@ -468,6 +605,27 @@ def _split_labels(text: str | None) -> tuple[wire.Label, ...]:
     return tuple(wire.Label(part) for part in (text or "").split(",") if part in _LABELS)
 
 
+def _detection_row(detection: wire.Detection, received_at_ns: int) -> dict[str, object]:
+    return {
+        "detection_id": detection.detection_id,
+        "sensor_id": detection.sensor_id,
+        "label": str(detection.label),
+        "score": detection.score,
+        "arrival_time_ns": detection.arrival_time_ns,
+        "arrival_uncertainty_ns": detection.arrival_uncertainty_ns,
+        "duration_ms": detection.duration_ms,
+        "peak_dbfs": detection.peak_dbfs,
+        "x_m": detection.position.x_m,
+        "y_m": detection.position.y_m,
+        "z_m": detection.position.z_m,
+        "clock_status": str(detection.clock_status),
+        "model_version": detection.model_version,
+        "received_at_ns": received_at_ns,
+        "incident_id": None,
+        "directness": detection.directness,
+    }
+
+
 def _stored_detection(row: sa.RowMapping) -> StoredDetection:
     detection = wire.Detection(
         detection_id=row["detection_id"],
@@ -481,6 +639,7 @@ def _stored_detection(row: sa.RowMapping) -> StoredDetection:
         position=wire.Position(x_m=row["x_m"], y_m=row["y_m"], z_m=row["z_m"]),
         clock_status=wire.ClockStatus(row["clock_status"]),
         model_version=row["model_version"],
+        directness=row["directness"],
     )
     return StoredDetection(detection=detection, received_at_ns=row["received_at_ns"], incident_id=row["incident_id"])
 

@@ -48,6 +48,10 @@ incidents = sa.Table(
     sa.Column("status", sa.String(32), nullable=False, index=True),
     # Set by the fusion node's false-alarm policy: alert | unconfirmed | suppressed.
     sa.Column("priority", sa.String(16), nullable=False, index=True, server_default="alert"),
+    # Alert first, refine later (wire.IncidentStage): provisional | located | unlocated | merged.
+    sa.Column("stage", sa.String(16), nullable=False, index=True, server_default="located"),
+    sa.Column("merged_into", sa.String(96), nullable=True),  # the incident that took a merged one's detections
+    sa.Column("revision", sa.BigInteger, nullable=False, server_default="0"),  # updates of this incident_id
     sa.Column("created_at_ns", sa.BigInteger, nullable=False),
     sa.Column("updated_at_ns", sa.BigInteger, nullable=False, index=True),
 )
@@ -70,6 +74,7 @@ detections = sa.Table(
     sa.Column("model_version", sa.String(64), nullable=False),
     sa.Column("received_at_ns", sa.BigInteger, nullable=False),
     sa.Column("incident_id", sa.String(96), sa.ForeignKey("incidents.incident_id"), nullable=True, index=True),
+    sa.Column("directness", sa.Float, nullable=False, server_default="0"),  # log-odds of a direct sound
 )
 
 clips = sa.Table(
@@ -152,11 +157,12 @@ webhook_deliveries = sa.Table(
         "rule_id", sa.Integer, sa.ForeignKey("webhook_rules.rule_id", ondelete="CASCADE"), nullable=False, index=True
     ),
     sa.Column("incident_id", sa.String(96), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed
+    sa.Column("stage", sa.String(16), nullable=False, server_default="located"),  # the stage it announces
+    sa.Column("status", sa.String(16), nullable=False),  # pending | delivered | failed | superseded
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("updated_at_ns", sa.BigInteger, nullable=False),
-    sa.UniqueConstraint("rule_id", "incident_id", name="uq_delivery_rule_incident"),
+    sa.UniqueConstraint("rule_id", "incident_id", "stage", name="uq_delivery_rule_incident_stage"),
 )
 
 quarantine = sa.Table(

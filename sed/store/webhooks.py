@@ -1,4 +1,9 @@
-"""Webhook rules (which incidents notify which URL) and the record of each delivery."""
+"""Webhook rules (which incidents notify which URL) and the record of each delivery.
+
+A delivery is of one stage of an incident (:class:`~sed.wire.IncidentStage`): a rule
+notifies a receiver at most once per (incident, stage), so the provisional alert and the
+located (or unlocated) one are two deliveries.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"  # every attempt failed
+    SUPERSEDED = "superseded"  # not sent: the incident was merged into another before it went out
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,6 +52,7 @@ class Rule:
 class Delivery:
     rule_id: int
     incident_id: str
+    stage: wire.IncidentStage
     status: DeliveryStatus
     attempts: int
     last_error: str | None
@@ -115,13 +122,12 @@ class Webhooks:
             conn.execute(t.webhook_deliveries.delete().where(t.webhook_deliveries.c.rule_id == rule_id))
             return conn.execute(t.webhook_rules.delete().where(t.webhook_rules.c.rule_id == rule_id)).rowcount == 1
 
-    def claim(self, rule_id: int, incident_id: str, *, now_ns: int) -> bool:
-        """Start a delivery of an incident for a rule; ``False`` if one was already started (at most once)."""
+    def claim(self, rule_id: int, incident_id: str, *, stage: wire.IncidentStage, now_ns: int) -> bool:
+        """Start a delivery of one stage of an incident for a rule; ``False`` if one was already
+        started (at most once per stage)."""
         with self.engine.begin() as conn:
             exists = conn.execute(
-                sa.select(t.webhook_deliveries.c.delivery_id).where(
-                    t.webhook_deliveries.c.rule_id == rule_id, t.webhook_deliveries.c.incident_id == incident_id
-                )
+                sa.select(t.webhook_deliveries.c.delivery_id).where(*_delivery_key(rule_id, incident_id, stage))
             ).first()
             if exists is not None:
                 return False
@@ -130,6 +136,7 @@ class Webhooks:
                     t.webhook_deliveries.insert().values(
                         rule_id=rule_id,
                         incident_id=incident_id,
+                        stage=str(stage),
                         status=str(DeliveryStatus.PENDING),
                         attempts=0,
                         updated_at_ns=now_ns,
@@ -140,12 +147,19 @@ class Webhooks:
         return True
 
     def record_attempt(
-        self, rule_id: int, incident_id: str, *, status: DeliveryStatus, error: str | None, now_ns: int
+        self,
+        rule_id: int,
+        incident_id: str,
+        *,
+        stage: wire.IncidentStage,
+        status: DeliveryStatus,
+        error: str | None,
+        now_ns: int,
     ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 t.webhook_deliveries.update()
-                .where(t.webhook_deliveries.c.rule_id == rule_id, t.webhook_deliveries.c.incident_id == incident_id)
+                .where(*_delivery_key(rule_id, incident_id, stage))
                 .values(
                     status=str(status),
                     attempts=t.webhook_deliveries.c.attempts + 1,
@@ -165,6 +179,7 @@ class Webhooks:
                 Delivery(
                     rule_id=row["rule_id"],
                     incident_id=row["incident_id"],
+                    stage=wire.IncidentStage(row["stage"]),
                     status=DeliveryStatus(row["status"]),
                     attempts=row["attempts"],
                     last_error=row["last_error"],
@@ -172,6 +187,11 @@ class Webhooks:
                 )
                 for row in conn.execute(query).mappings()
             ]
+
+
+def _delivery_key(rule_id: int, incident_id: str, stage: wire.IncidentStage) -> tuple[sa.ColumnElement[bool], ...]:
+    c = t.webhook_deliveries.c
+    return (c.rule_id == rule_id, c.incident_id == incident_id, c.stage == str(stage))
 
 
 def _rule(row: sa.RowMapping) -> Rule:

@@ -25,10 +25,10 @@ def inject(worker: str, trigger: Path) -> None:
     if worker == "receiver":
         poll = Receiver.poll
 
-        def faulty_poll(self: Receiver, timeout_ms: int) -> list:
+        def faulty_poll(self: Receiver, timeout_ms: int, **kwargs: int | None) -> list:
             if trigger.exists():
                 raise InjectedFaultError("injected fault in the fusion node's receive loop")
-            return poll(self, timeout_ms)
+            return poll(self, timeout_ms, **kwargs)
 
         Receiver.poll = faulty_poll  # type: ignore[method-assign]
         return

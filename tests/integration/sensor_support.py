@@ -65,9 +65,14 @@ def wait_for(condition: Callable[[], T], *, timeout_s: float, interval_s: float 
 
 
 class FusionNode:
-    """``sed fusion`` on a fixed port with a SQLite store; can be killed and restarted."""
+    """``sed fusion`` on a fixed port with a SQLite store; can be killed and restarted.
 
-    def __init__(self, workdir: Path, keys: dict[str, Path], *, port: int | None = None) -> None:
+    ``fusion``: more ``[fusion]`` keys for its config.
+    """
+
+    def __init__(
+        self, workdir: Path, keys: dict[str, Path], *, port: int | None = None, fusion: dict | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
@@ -81,7 +86,8 @@ class FusionNode:
                         "bind_endpoint": self.endpoint,
                         "secret_key_file": str(keys["fusion"]),
                         "authorized_keys_dir": str(keys["authorized_keys_dir"]),
-                    },
+                    }
+                    | (fusion or {}),
                     "store": {"url": f"sqlite:///{self.db_path}"},
                 }
             )

@@ -80,7 +80,11 @@ def test_separate_fusion_and_api_processes_push_incidents_live(tmp_path: Path) -
         sensors = SimulatedSensors(fusion_endpoint, keys, POLES, tmp_path)
         try:
             sensors.emit(wire.Label.SCREAM, (70.0, 40.0, 1.5), emission_ns=time.time_ns() - 600_000_000)
-            event = client.next_event()
+            first = client.next_event()  # alert first: the provisional incident, then the same id located
+            assert first["incident"]["stage"] == "provisional" and first["incident"]["position"] is None
+            event = first
+            while event["incident"]["stage"] != "located":  # bounded by the reader's 10 s timeout
+                event = client.next_event()
         finally:
             sensors.close()
             client.close()

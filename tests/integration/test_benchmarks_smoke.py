@@ -85,6 +85,8 @@ def test_bench_localize_on_one_firing_position(tmp_path: Path) -> None:
         str(shared_data_dir() / "pittsburgh"),
         "--firing-positions",
         "FP3",
+        "--association",
+        "neighbourhood",  # the likelihood one takes a minute per mode; tests/unit/bench covers it
         "--out",
         str(out_file),
         "--no-progress",
@@ -158,3 +160,17 @@ def test_scaling_benchmark_smoke_runs_one_and_two_workers_with_identical_reports
         assert all(r["peak_rss_mib_per_process"] > 50 for r in corpus["runs"])
     assert out_file.with_suffix(".png").stat().st_size > 10_000
     assert "(baseline: 1 worker, same run;" in out
+
+
+def test_fusion_load_benchmark_smoke_scores_the_builder_against_a_baseline_build(tmp_path: Path) -> None:
+    out_file = tmp_path / "fusion_load.json"
+    out = _run(sys.executable, "benchmarks/fusion_load.py", "--smoke", "--baseline-ref", "HEAD", "--out", str(out_file))
+    report = json.loads(out_file.read_text())
+    (cell,) = report["cells"]
+    figures = cell["in_process"]
+    assert report["git_commit"] and cell["poles"] == 50 and figures["sources"] > 0
+    assert figures["detections_fed"] == figures["detections"] > figures["detections_spurious"] > 0
+    assert figures["cpu_us_per_detection"] > 0 and report["restart_s"]["seconds"] > 0
+    assert report["baseline"]["git_commit"] and len(report["baseline"]["cells"]) == 1
+    assert "Targets (issue 10)" in out and "now/base" in out
+    assert out_file.with_suffix(".png").stat().st_size > 10_000

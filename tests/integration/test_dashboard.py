@@ -116,10 +116,12 @@ def test_operator_sees_a_live_incident_plays_the_clip_and_marks_it_false_alarm(
         assert page.evaluate("window.__sameDocument") is True
         assert "Gunshot" in row.inner_text()
         incident_id = row.get_attribute("data-id")
+        # Alert first: the row may show the provisional incident; its marker turns solid once located.
+        page.wait_for_selector(f"#map circle.incident-dot.stage-located[data-id='{incident_id}']", timeout=15_000)
         assert page.locator(f"#map circle.incident-dot[data-id='{incident_id}']").count() == 1
         assert page.locator("#map ellipse.ellipse").count() == 1
 
-        row.click()
+        page.locator(f"#incident-list li.incident[data-id='{incident_id}']").click()  # the list re-rendered
         page.wait_for_selector("#detail:not([hidden])")
         page.wait_for_selector("#detail-detections button.play:not([disabled])", timeout=10_000)
         page.click("#detail-detections button.play:not([disabled])")

@@ -89,9 +89,12 @@ def test_a_lone_unsure_incident_fires_no_webhook_while_a_corroborated_one_does(
         hook.wait_for(1, timeout_s=15)
         time.sleep(1.0)  # room for a wrong delivery of the scream to arrive too
         bodies = [json.loads(body) for _, body in hook.requests]
-        assert [b["incident"]["label"] for b in bodies] == ["gunshot"]
+        # One delivery per stage of the alert (provisional once two poles heard it, then located).
+        assert {b["incident"]["label"] for b in bodies} == {"gunshot"}
+        stages = [b["stage"] for b in bodies]
+        assert len(stages) == len(set(stages)) and set(stages) <= {"provisional", "located"}
         shot = bodies[0]["incident"]
-        assert shot["priority"] == "alert" and len(shot["sensor_ids"]) == 4
+        assert shot["priority"] == "alert" and len(shot["sensor_ids"]) >= 2
 
         listed = {i["incident_id"]: i["priority"] for i in _api(server, "/api/incidents", token)}
         assert listed == {lone["incident_id"]: "unconfirmed", shot["incident_id"]: "alert"}
@@ -106,7 +109,14 @@ def test_a_lone_unsure_incident_fires_no_webhook_while_a_corroborated_one_does(
             .decode()
         )
         assert 'sed_fusion_incidents_total{label="scream",priority="unconfirmed"} 1.0' in metrics
-        assert 'sed_fusion_incidents_total{label="gunshot",priority="alert"} 1.0' in metrics
+        # The gunshot was shown first as a provisional incident: an alert at once when its first
+        # batch held several poles, else unconfirmed (one unsure pole) and upgraded when the others joined.
+        alert_at_once = 'sed_fusion_incidents_total{label="gunshot",priority="alert"} 1.0' in metrics
+        upgraded = (
+            'sed_fusion_incidents_total{label="gunshot",priority="unconfirmed"} 1.0' in metrics
+            and 'sed_fusion_incident_upgrades_total{label="gunshot"} 1.0' in metrics
+        )
+        assert alert_at_once or upgraded, [line for line in metrics.splitlines() if "sed_fusion_incident" in line]
     finally:
         hook.close()
 

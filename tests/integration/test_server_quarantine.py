@@ -40,7 +40,15 @@ def _refuse_poison(store: Store) -> None:
             raise sa.exc.IntegrityError("INSERT INTO detections …", {}, Exception("NOT NULL constraint failed"))
         return add_detection(detection, received_at_ns=received_at_ns)
 
+    add_detections = store.add_detections
+
+    def refusing_batch(received: list[tuple[wire.Detection, int]]) -> list[bool]:
+        if any(detection.detection_id == POISON for detection, _ in received):  # the batch's transaction fails
+            raise sa.exc.IntegrityError("INSERT INTO detections …", {}, Exception("NOT NULL constraint failed"))
+        return add_detections(received)
+
     store.add_detection = refusing  # type: ignore[method-assign]
+    store.add_detections = refusing_batch  # type: ignore[method-assign]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

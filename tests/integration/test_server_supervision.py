@@ -94,14 +94,21 @@ def _assert_exits_nonzero_after_the_fault(process: subprocess.Popen, trigger: Pa
     assert re.search(rf"worker {worker} died|fusion node failed", _output(log)), _output(log)
 
 
-@pytest.mark.parametrize("worker", ["fusion", "webhooks"])
+@pytest.mark.parametrize("worker", ["fusion", "association", "webhooks"])
 def test_sed_server_exits_non_zero_when_a_worker_dies(tmp_path: Path, worker: str) -> None:
     process, trigger, log = _start(tmp_path, worker, "server")
     try:
         url = _api_url(process, log)
         status, body = _health(url)
         assert status == 200 and body["status"] == "ok", body
-        assert {w["name"] for w in body["workers"]} == {"fusion", "live-feed", "webhooks", "retention", "http"}
+        assert {w["name"] for w in body["workers"]} == {
+            "fusion",
+            "association",
+            "live-feed",
+            "webhooks",
+            "retention",
+            "http",
+        }
         assert body["key_files_ok"] is True
         _assert_exits_nonzero_after_the_fault(process, trigger, log, worker)
     finally:
@@ -123,8 +130,9 @@ def test_sed_api_exits_non_zero_when_its_feed_subscriber_dies(tmp_path: Path) ->
             process.wait()
 
 
-def test_sed_fusion_exits_non_zero_when_its_loop_fails(tmp_path: Path) -> None:
-    process, trigger, log = _start(tmp_path, "receiver", "fusion")
+@pytest.mark.parametrize("worker", ["receiver", "association"])
+def test_sed_fusion_exits_non_zero_when_its_loop_or_association_worker_fails(tmp_path: Path, worker: str) -> None:
+    process, trigger, log = _start(tmp_path, worker, "fusion")
     try:
         wait_for(
             lambda: "listening for sensors on" in _output(log) or process.poll() is not None,

@@ -64,7 +64,7 @@ def _raw(message: wire.Message) -> dict:
 def test_missing_field_names_the_field_the_sensor_and_the_version() -> None:
     raw = _raw(_detection())
     del raw["arrival_time_ns"]
-    with pytest.raises(WireError, match=r"detection from sensor 'pole-017'.*arrival_time_ns.*schema v1"):
+    with pytest.raises(WireError, match=r"detection from sensor 'pole-017'.*arrival_time_ns.*schema v2"):
         wire.decode(msgspec.msgpack.encode(raw))
 
 
@@ -85,9 +85,10 @@ def test_out_of_range_or_mistyped_fields_are_refused(field: str, value: object, 
         wire.decode(msgspec.msgpack.encode(raw))
 
 
-def test_other_schema_version_is_refused_before_fields_are_read() -> None:
-    raw = {"type": "detection", "schema_version": 2, "sensor_id": "pole-017"}
-    with pytest.raises(WireError, match="schema v2; this node speaks v1"):
+@pytest.mark.parametrize("version", [0, 3, 99])
+def test_other_schema_version_is_refused_before_fields_are_read(version: int) -> None:
+    raw = {"type": "detection", "schema_version": version, "sensor_id": "pole-017"}
+    with pytest.raises(WireError, match=rf"schema v{version}; this node speaks v2 and decodes v1, v2"):
         wire.decode(msgspec.msgpack.encode(raw))
 
 
@@ -329,7 +330,7 @@ def test_rejectable_id_names_what_the_sensor_resends() -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        {"type": "detection", "schema_version": 2, "detection_id": "a"},  # a newer sensor: accepted after an upgrade
+        {"type": "detection", "schema_version": 3, "detection_id": "a"},  # a newer sensor: accepted after an upgrade
         {"type": "heartbeat", "schema_version": 1, "detection_id": "a"},  # not durable
         {"type": "detection", "schema_version": 1, "detection_id": "a\nb"},  # not a valid id
         {"type": "detection", "schema_version": 1},
@@ -354,3 +355,122 @@ def test_an_incident_without_a_priority_decodes_as_an_alert_and_a_bad_one_is_ref
     raw["priority"] = "urgent"
     with pytest.raises(WireError, match="priority"):
         wire.decode(msgspec.msgpack.encode(raw))
+
+
+# ---------------------------------------------------------------- schema v2 and decoding v1
+
+V1_DETECTION = {
+    "type": "detection",
+    "schema_version": 1,
+    "detection_id": "pole-017:1:gunshot",
+    "sensor_id": "pole-017",
+    "label": "gunshot",
+    "score": 0.9,
+    "arrival_time_ns": 1,
+    "arrival_uncertainty_ns": 100,
+    "duration_ms": 300.0,
+    "peak_dbfs": -10.0,
+    "position": {"x_m": 1.0, "y_m": 2.0, "z_m": 3.0},
+    "clock_status": "synced",
+    "model_version": "sed-cnn 1.0",
+}
+V1_INCIDENT = {
+    "type": "incident",
+    "schema_version": 1,
+    "incident_id": "i1",
+    "label": "gunshot",
+    "score": 0.9,
+    "origin_time_ns": 5,
+    "position": {"x_m": 10.0, "y_m": 20.0, "z_m": 0.0},
+    "uncertainty_m": 3.0,
+    "covariance_m2": [1.0, 0.0, 1.0],
+    "detection_ids": ["a", "b", "c"],
+    "sensor_ids": ["p1", "p2", "p3"],
+    "status": "new",
+    "created_at_ns": 6,
+    "n_shots": 1,
+    "priority": "alert",
+}
+
+
+def test_a_v1_detection_decodes_with_no_opinion_on_directness_and_re_encodes_as_v2() -> None:
+    decoded = wire.decode(msgspec.msgpack.encode(V1_DETECTION))
+    assert isinstance(decoded, wire.Detection)
+    assert (decoded.detection_id, decoded.directness, decoded.schema_version) == ("pole-017:1:gunshot", 0.0, 2)
+    assert _raw(decoded)["schema_version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("position", "stage"),
+    [({"x_m": 10.0, "y_m": 20.0, "z_m": 0.0}, wire.IncidentStage.LOCATED), (None, wire.IncidentStage.UNLOCATED)],
+)
+def test_a_v1_incident_is_located_when_it_has_a_position_else_unlocated(position: object, stage: object) -> None:
+    raw = {**V1_INCIDENT, "position": position}
+    if position is None:
+        raw |= {"uncertainty_m": None, "covariance_m2": None}
+    decoded = wire.decode(msgspec.msgpack.encode(raw))
+    assert isinstance(decoded, wire.Incident)
+    assert (decoded.stage, decoded.merged_into, decoded.revision) == (stage, None, 0)
+    assert decoded.detection_ids == ["a", "b", "c"]
+
+
+def test_v2_fields_round_trip() -> None:
+    detection = _detection(directness=-4.25)
+    assert wire.decode(wire.encode(detection)) == detection
+    base = MESSAGES[-1]
+    for changes in (
+        {"stage": wire.IncidentStage.PROVISIONAL, "revision": 0},
+        {"stage": wire.IncidentStage.LOCATED, "position": wire.Position(x_m=1, y_m=2), "revision": 3},
+        {"stage": wire.IncidentStage.MERGED, "merged_into": "i0", "revision": 7},
+    ):
+        incident = msgspec.structs.replace(base, **changes)
+        decoded = wire.decode(wire.encode(incident))
+        assert decoded == incident
+        assert _raw(incident)["stage"] == str(changes["stage"])
+
+
+@pytest.mark.parametrize(
+    ("make_raw", "field", "value"),
+    [
+        (lambda: _raw(_detection()), "directness", 50.5),
+        (lambda: _raw(_detection()), "directness", -math.inf),
+        (lambda: _raw(_detection()), "directness", math.nan),
+        (lambda: _raw(MESSAGES[-1]), "revision", -1),
+        (lambda: _raw(MESSAGES[-1]), "stage", "guessing"),
+        (lambda: _raw(MESSAGES[-1]), "merged_into", "a\nb"),
+    ],
+)
+def test_v2_fields_out_of_bounds_are_refused_naming_the_field(make_raw, field: str, value: object) -> None:
+    raw = make_raw()
+    raw[field] = value
+    with pytest.raises(WireError, match=rf"\$\.{field}.*\(schema v2\)"):
+        wire.decode(msgspec.msgpack.encode(raw))
+
+
+def test_merged_into_is_set_exactly_when_merged() -> None:
+    raw = _raw(MESSAGES[-1]) | {"stage": "merged"}  # merged, but into nothing
+    with pytest.raises(WireError, match="stage merged with merged_into=None"):
+        wire.decode(msgspec.msgpack.encode(raw))
+    raw = _raw(MESSAGES[-1]) | {"stage": "located", "merged_into": "i0"}
+    with pytest.raises(WireError, match="stage located with merged_into='i0'"):
+        wire.decode(msgspec.msgpack.encode(raw))
+    raw = _raw(MESSAGES[-1]) | {"stage": "merged", "merged_into": "i1"}
+    with pytest.raises(WireError, match="merged into itself"):
+        wire.decode(msgspec.msgpack.encode(raw))
+    with pytest.raises(ValueError, match="expected merged_into set exactly when the stage is merged"):
+        msgspec.structs.replace(MESSAGES[-1], stage=wire.IncidentStage.MERGED)
+
+
+def test_an_incident_built_without_a_stage_derives_it_from_its_position() -> None:
+    assert MESSAGES[-1].stage is wire.IncidentStage.UNLOCATED
+    located = msgspec.structs.replace(MESSAGES[-1], position=wire.Position(x_m=0, y_m=0), stage=None)
+    assert located.stage is wire.IncidentStage.LOCATED
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_rejectable_id_works_for_v1_and_v2(version: int) -> None:
+    raw = {**V1_DETECTION, "schema_version": version, "score": 7.0}
+    data = msgspec.msgpack.encode(raw)
+    with pytest.raises(WireError, match=rf"\$\.score.*schema v{version}"):
+        wire.decode(data)
+    assert wire.rejectable_id(data) == "pole-017:1:gunshot"

@@ -34,11 +34,12 @@ FUSION_WORKER = "fusion"
 )
 def healthz(request: Request, response: Response, store: StoreDep) -> Health:
     supervisor: Supervisor | None = getattr(request.app.state, "supervisor", None)
+    statuses = supervisor.statuses() if supervisor is not None else []
     workers = [
         WorkerHealth(
             name=s.name, alive=s.alive, stalled=s.stalled, behind_s=s.behind_s, backlog=s.backlog, problems=s.problems
         )
-        for s in (supervisor.statuses() if supervisor is not None else [])
+        for s in statuses
     ]
     try:
         store.ping()
@@ -48,7 +49,8 @@ def healthz(request: Request, response: Response, store: StoreDep) -> Health:
         database = False
     fusion = next((w for w in workers if w.name == FUSION_WORKER), None)
     down = not database or any(not w.alive or w.stalled for w in workers)
-    status = "down" if down else "degraded" if any(w.problems for w in workers) else "ok"
+    overloaded = next((s.overload for s in statuses if s.overload), None)  # nothing dropped, but late
+    status = "down" if down else "degraded" if overloaded or any(w.problems for w in workers) else "ok"
     if down:
         response.status_code = 503
     return Health(
@@ -56,5 +58,6 @@ def healthz(request: Request, response: Response, store: StoreDep) -> Health:
         version=__version__,
         database=database,
         key_files_ok=None if fusion is None else fusion.problems == 0,
+        overloaded=overloaded,
         workers=workers,
     )

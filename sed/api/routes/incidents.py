@@ -29,6 +29,10 @@ def list_incidents(
         list[wire.IncidentPriority] | None,
         Query(description="Only these priorities (alert, unconfirmed, suppressed: the false-alarm policy's)."),
     ] = None,
+    stage: Annotated[
+        list[wire.IncidentStage] | None,
+        Query(description="Only these stages; without it, merged incidents (superseded) are left out."),
+    ] = None,
     x_min_m: Annotated[SiteMetres | None, Query(description="Area: east of, m (site frame).")] = None,
     x_max_m: Annotated[SiteMetres | None, Query(description="Area: west of, m.")] = None,
     y_min_m: Annotated[SiteMetres | None, Query(description="Area: north of, m.")] = None,
@@ -45,6 +49,7 @@ def list_incidents(
         labels=label,
         statuses=status,
         priorities=priority,
+        stages=stage,
         area=None if area.is_unbounded() else area,
         limit=limit,
         offset=offset,

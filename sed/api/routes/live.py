@@ -21,7 +21,9 @@ RETRY_MS = 1000
     summary="Incident events as they happen (text/event-stream)",
     description=(
         'Each event is `event: incident` with `data: {"incident": IncidentOut, "announced_at_ns": int}`, '
-        "sent when the fusion node commits an incident (new or grown) and when an operator reviews one. "
+        "sent when the fusion node commits an incident (provisional, refined, located, unlocated or merged: "
+        "see IncidentOut.stage; keep the highest revision per incident_id, remove merged ones) and when an "
+        "operator reviews one. "
         "A comment line keeps idle connections open. After a reconnect, reload GET /api/incidents: "
         "events missed while disconnected are not replayed."
     ),

@@ -76,6 +76,7 @@ class RulePatch(BaseModel):
 
 class DeliveryOut(BaseModel):
     incident_id: str
+    stage: wire.IncidentStage = Field(description="The stage of the incident this delivery announces.")
     status: DeliveryStatus
     attempts: int
     last_error: str | None
@@ -147,6 +148,7 @@ def list_deliveries(rule_id: RowId, store: StoreDep, _admin: AdminUser) -> list[
     return [
         DeliveryOut(
             incident_id=d.incident_id,
+            stage=d.stage,
             status=d.status,
             attempts=d.attempts,
             last_error=d.last_error,

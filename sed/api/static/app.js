@@ -13,6 +13,8 @@ const PRIORITY_FILTERS = {
   all: () => true,
   suppressed: (i) => i.priority === "suppressed",
 };
+// Alert first, refine later: what each stage of an incident is called where it is shown.
+const STAGE_NAMES = { provisional: "provisional — locating", located: "located", unlocated: "not located", merged: "merged" };
 const CHI2_95_2DOF = 5.991; // 95 % of a 2-D Gaussian lies inside sqrt(5.991) sigma
 const SENSOR_REFRESH_MS = 5000;
 const RECONNECT_MS = 1000;
@@ -204,6 +206,16 @@ function handleEvent(block) {
   if (kind !== "incident" || data.length === 0) return;
   const { incident } = JSON.parse(data.join("\n"));
   const before = state.incidents.get(incident.incident_id);
+  // Updates of one incident may overtake each other: keep the latest revision.
+  if (before && (before.revision || 0) > (incident.revision || 0)) return;
+  if (incident.stage === "merged") {
+    // Superseded: its detections now belong to merged_into, which is pushed on its own.
+    state.incidents.delete(incident.incident_id);
+    state.fresh.delete(incident.incident_id);
+    if (state.selected === incident.incident_id) select(incident.merged_into);
+    else render();
+    return;
+  }
   state.incidents.set(incident.incident_id, incident);
   // A new alert, or an unconfirmed incident upgraded to one (more poles heard it): alert the operator.
   if (incident.priority === "alert" && (!before || before.priority !== "alert")) {
@@ -259,6 +271,7 @@ function ago(ns) {
 }
 
 function whereText(incident) {
+  if (incident.stage === "provisional") return `${STAGE_NAMES.provisional} · heard by ${incident.sensor_ids.join(", ")}`;
   if (!incident.position) return `not located · heard by ${incident.sensor_ids.join(", ")}`;
   const p = incident.position;
   const unc = incident.uncertainty_m == null ? "" : ` ±${incident.uncertainty_m.toFixed(0)} m`;
@@ -299,6 +312,7 @@ function renderList() {
       if (!OPEN_STATUSES.has(incident.status)) item.classList.add("reviewed");
       if (state.fresh.has(incident.incident_id)) item.classList.add("fresh");
       if (incident.priority !== "alert") item.classList.add("muted-priority", incident.priority);
+      item.classList.add(`stage-${incident.stage || "located"}`);
       item.append(
         el("span", { class: `bar ${incident.label}` }),
         el("span", { class: "what" }, `${LABEL_NAMES[incident.label] || incident.label}${incident.n_shots > 1 ? ` ×${incident.n_shots}` : ""}`),
@@ -353,6 +367,20 @@ function plotInsets(height) {
   const legend = $("map-legend");
   const legendPx = legend ? legend.getBoundingClientRect().height + 12 : 40;
   return { left: 44, right: SENSOR_LABEL_PX, top: 26, bottom: Math.min(legendPx + SCALE_BAR_PX, height / 3), legendPx };
+}
+
+/**
+ * Where an incident is drawn: its position; else (provisional, or unlocated for good) the
+ * poles that heard it, their centre (one pole: at the pole). null when no such pole is known.
+ */
+function anchorOf(incident) {
+  if (incident.position) return incident.position;
+  const poles = state.sensors.filter((s) => s.position && incident.sensor_ids.includes(s.sensor_id)).map((s) => s.position);
+  if (poles.length === 0) return null;
+  const mean = (key) => poles.reduce((sum, p) => sum + (p[key] == null ? NaN : p[key]), 0) / poles.length;
+  const centre = { x_m: mean("x_m"), y_m: mean("y_m"), z_m: mean("z_m") };
+  if (poles.every((p) => p.lat_deg != null)) Object.assign(centre, { lat_deg: mean("lat_deg"), lon_deg: mean("lon_deg") });
+  return centre;
 }
 
 /** Projection from the site frame (metres) or lat/lon to SVG units. */
@@ -448,9 +476,9 @@ function renderMap() {
   const { width, height } = map.getBoundingClientRect();
   if (!width || !height) return;
   map.setAttribute("viewBox", `0 0 ${width} ${height}`);
-  const incidents = visibleIncidents().filter((i) => i.position);
+  const incidents = visibleIncidents().map((i) => [i, anchorOf(i)]).filter(([, at]) => at);
   const sensors = state.sensors.filter((s) => s.position);
-  const points = [...sensors.map((s) => s.position), ...incidents.map((i) => i.position)];
+  const points = [...sensors.map((s) => s.position), ...incidents.map(([, at]) => at)];
   if (state.coverage) points.push(...state.coverage.corners);
   map.replaceChildren();
   if (points.length === 0) {
@@ -461,18 +489,28 @@ function renderMap() {
   if (projection.tiles) drawTiles(map, projection, width, height);
   else drawGrid(map, projection, width, height);
   if (state.coverage) drawCoverage(map, projection);
-  for (const incident of [...incidents].reverse()) {
-    const [cx, cy] = projection.at(incident.position);
+  for (const [incident, at] of [...incidents].reverse()) {
+    const [cx, cy] = projection.at(at);
     const reviewed = !OPEN_STATUSES.has(incident.status);
     if (incident.covariance_m2 && !reviewed) map.append(ellipseOf(incident, projection, cx, cy));
     const muted = incident.priority !== "alert";
+    const stage = incident.stage || "located";
+    const colour = muted ? COLOURS.muted : COLOURS[incident.label];
+    // Provisional and unlocated markers are hollow rings at the poles that heard it: not a position.
+    const hollow = stage !== "located";
     const dot = svg("circle", {
-      class: `incident-dot${reviewed ? " reviewed" : ""}${muted ? " muted-priority" : ""}`, cx, cy, r: muted ? 5 : 6,
-      fill: muted ? COLOURS.muted : COLOURS[incident.label], "data-id": incident.incident_id,
+      class: `incident-dot stage-${stage}${reviewed ? " reviewed" : ""}${muted ? " muted-priority" : ""}`,
+      cx, cy, r: hollow ? 9 : muted ? 5 : 6,
+      fill: hollow ? "none" : colour, stroke: hollow ? colour : "#000",
+      "data-id": incident.incident_id, "data-stage": stage,
     });
-    dot.append(svg("title", {}, `${LABEL_NAMES[incident.label]} ${timeOf(incident.origin_time_ns)}`));
+    dot.append(svg("title", {}, `${LABEL_NAMES[incident.label]} ${timeOf(incident.origin_time_ns)} · ${STAGE_NAMES[stage] || stage}`));
     dot.addEventListener("click", () => select(incident.incident_id));
     map.append(dot);
+    if (stage === "provisional") {
+      map.append(svg("text", { class: "stage-label", x: cx + 12, y: cy - 10, "font-size": 13, "data-id": incident.incident_id },
+        STAGE_NAMES.provisional));
+    }
     if (state.fresh.has(incident.incident_id)) map.append(svg("circle", { class: "pulse", cx, cy, r: 18 }));
     if (incident.incident_id === state.selected) map.append(svg("circle", { class: "selected-ring", cx, cy, r: 14 }));
   }
@@ -642,6 +680,7 @@ async function loadDetail(incidentId, { keepPlayer }) {
   }
   facts.push(["shots", String(detail.n_shots)], ["sensors", detail.sensor_ids.join(", ")]);
   facts.push(["priority", PRIORITY_NAMES[detail.priority] || detail.priority]);
+  facts.push(["stage", `${STAGE_NAMES[detail.stage] || detail.stage} (revision ${detail.revision})`]);
   $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   const rows = detail.detections.map((d) => {
     const row = el("tr");

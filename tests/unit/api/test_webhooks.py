@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from fastapi.testclient import TestClient
 
@@ -18,6 +19,7 @@ from sed.store import DeliveryStatus, Store
 from tests.unit.store.test_store import incident
 
 SECRET = "k3y-for-the-city-hall-receiver"
+Stage = wire.IncidentStage
 
 
 class Receiver:
@@ -95,10 +97,11 @@ def test_matching_incident_is_posted_signed_and_retried_until_accepted(
         timestamp_s = int(headers[TIMESTAMP_HEADER])
         assert verify(SECRET, timestamp_s, body, headers[SIGNATURE_HEADER])
         assert not verify("another secret entirely", timestamp_s, body, headers[SIGNATURE_HEADER])
-        assert headers[DELIVERY_HEADER] == f"{rule_id}:shot-1"
+        assert headers[DELIVERY_HEADER] == f"{rule_id}:shot-1:located"
     assert deliveries == [
         {
             "incident_id": "shot-1",
+            "stage": "located",
             "status": "delivered",
             "attempts": 3,
             "last_error": None,
@@ -131,3 +134,88 @@ def test_a_stale_signature_is_rejected() -> None:
     body = b'{"event": "incident"}'
     old = int(time.time()) - 3600
     assert not verify(SECRET, old, body, sign(SECRET, old, body))
+
+
+def _wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def _staged(base: wire.Incident, stage: wire.IncidentStage, revision: int, **changes: object) -> wire.Incident:
+    return msgspec.structs.replace(base, stage=stage, revision=revision, **changes)
+
+
+def test_each_stage_of_an_alert_is_posted_once_flagged_and_merged_ones_never(
+    fast_retries, store: Store, admin: dict[str, str]
+) -> None:
+    receiver = Receiver(n_failures=0)
+    located = incident("shot-3", [], origin_ns=100)
+    provisional = _staged(located, Stage.PROVISIONAL, 0, position=None, uncertainty_m=None, covariance_m2=None)
+    try:
+        with TestClient(create_app(fast_retries, store)) as client:
+            rule_id = client.post(
+                "/api/rules", headers=admin, json={"name": "all", "url": receiver.url, "secret": SECRET}
+            ).json()["rule_id"]
+            _announce(client, store, provisional)
+            receiver.wait_for(1)
+            _announce(client, store, _staged(located, Stage.LOCATED, 1))
+            receiver.wait_for(2)
+            _announce(client, store, _staged(located, Stage.LOCATED, 2))  # refined by another pole: not sent
+            _announce(
+                client, store, _staged(incident("shot-4", [], origin_ns=101), Stage.MERGED, 1, merged_into="shot-3")
+            )
+            _announce(client, store, incident("shot-5", [], origin_ns=102))  # a sentinel: announced after the two above
+            # The feed hands announcements to the dispatcher in order: once the sentinel is
+            # posted, the refinement and the merge have been judged (and not claimed).
+            receiver.wait_for(3)
+            deliveries = client.get(f"/api/rules/{rule_id}/deliveries", headers=admin).json()
+    finally:
+        receiver.close()
+    bodies = [json.loads(body) for _, body in receiver.requests]
+    assert [(b["incident"]["incident_id"], b["stage"], b["revision"]) for b in bodies] == [
+        ("shot-3", "provisional", 0),
+        ("shot-3", "located", 1),
+        ("shot-5", "located", 0),
+    ]
+    assert bodies[0]["incident"]["position"] is None and bodies[0]["incident"]["stage"] == "provisional"
+    assert [h[DELIVERY_HEADER] for h, _ in receiver.requests] == [
+        f"{rule_id}:shot-3:provisional",
+        f"{rule_id}:shot-3:located",
+        f"{rule_id}:shot-5:located",
+    ]
+    for headers, body in receiver.requests:
+        assert verify(SECRET, int(headers[TIMESTAMP_HEADER]), body, headers[SIGNATURE_HEADER])
+    assert sorted((d["incident_id"], d["stage"], d["status"]) for d in deliveries) == [
+        ("shot-3", "located", "delivered"),
+        ("shot-3", "provisional", "delivered"),
+        ("shot-5", "located", "delivered"),
+    ]
+
+
+def test_a_pending_delivery_of_an_incident_merged_meanwhile_is_superseded_not_sent(
+    fast_retries, store: Store, admin: dict[str, str]
+) -> None:
+    receiver = Receiver(n_failures=1)
+    first = _staged(
+        incident("shot-6", [], origin_ns=100),
+        Stage.PROVISIONAL,
+        0,
+        position=None,
+        uncertainty_m=None,
+        covariance_m2=None,
+    )
+    try:
+        with TestClient(create_app(fast_retries, store)) as client:
+            client.post("/api/rules", headers=admin, json={"name": "all", "url": receiver.url, "secret": SECRET})
+            _announce(client, store, first)
+            receiver.wait_for(1)  # refused: a retry is due in 50 ms
+            store.save_incident(_staged(first, Stage.MERGED, 1, merged_into="shot-0"), updated_at_ns=2)
+            _wait_until(lambda: store.webhooks.deliveries()[0].status is not DeliveryStatus.PENDING)
+    finally:
+        receiver.close()
+    (delivery,) = store.webhooks.deliveries()
+    assert (delivery.stage, delivery.status, delivery.attempts) == (Stage.PROVISIONAL, DeliveryStatus.SUPERSEDED, 2)
+    assert "merged into incident shot-0" in (delivery.last_error or "")
+    assert len(receiver.requests) == 1

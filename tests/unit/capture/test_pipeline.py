@@ -159,3 +159,12 @@ def test_levels_are_reported_per_stream(energy_model: Path) -> None:
     assert first.clipping_fraction() == 0.0
     assert second.clipping_fraction() == pytest.approx(0.01)
     assert [levels.n_samples for levels in pipeline.take_levels()] == [0, 0]
+
+
+def test_detection_carries_the_directness_of_its_onset_pick(energy_model: Path, rng: np.random.Generator) -> None:
+    # A shot out of quiet noise dominates the 300 ms before it and jumps far out of the noise:
+    # the picker's directness is at its ceiling (3 + 2, sed.dsp.onset.directness), and it travels on the wire.
+    (detection,) = _detections(_run(energy_model, _streams(rng, [2.0])))
+    assert detection.directness == 5.0
+    decoded = wire.decode(wire.encode(detection))
+    assert isinstance(decoded, wire.Detection) and decoded.directness == detection.directness

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,6 @@ from prometheus_client import CollectorRegistry
 
 from sed import wire
 from sed.config import FusionSection
-from sed.fusion import incidents as incidents_module
 from sed.fusion.incidents import IncidentBuilder
 from sed.fusion.intake import FusionMetrics, Intake, QuarantineReason
 from sed.fusion.receiver import Envelope
@@ -103,7 +103,7 @@ def test_a_detection_the_builder_cannot_take_is_never_stored_and_the_next_one_is
 
     intake.handle(envelope(detection(2)))
     assert store.count_detections() == 1 and intake.receiver.acks == [["pole-1:2"]]
-    assert intake.builder.n_pending == 1
+    assert len(intake.queue) == 1  # handed to the association worker
 
 
 def test_a_value_the_database_refuses_is_quarantined_and_rejected(intake: Intake, store: Store) -> None:
@@ -116,7 +116,7 @@ def test_a_value_the_database_refuses_is_quarantined_and_rejected(intake: Intake
     assert quarantined(intake, QuarantineReason.STORE) == 1
 
 
-def test_a_stored_detection_the_builder_then_fails_on_is_unstored_so_a_resend_is_not_a_silent_duplicate(
+def test_a_stored_acked_detection_the_builder_then_fails_on_is_quarantined_for_an_admin_not_lost_silently(
     intake: Intake, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken_add(_detection: wire.Detection, *, received_at_ns: int) -> None:
@@ -124,13 +124,14 @@ def test_a_stored_detection_the_builder_then_fails_on_is_unstored_so_a_resend_is
 
     monkeypatch.setattr(intake.builder, "add", broken_add)
     intake.handle(envelope(detection(1)))
-    assert store.count_detections() == 0 and intake.receiver.acks == []
-    assert intake.receiver.rejects[0][1] == "association: RuntimeError: a bug in the builder"
-    assert store.quarantine.entries()[0].reason == "association"
-
-    monkeypatch.undo()
-    intake.handle(envelope(detection(1)))  # the same detection again, once the bug is gone
-    assert store.count_detections() == 1 and intake.builder.n_pending == 1
+    intake.handle(envelope(detection(2)))
+    assert intake.receiver.acks == [["pole-1:1"], ["pole-1:2"]]  # acked after the commit, before association
+    assert intake.poll(time.time_ns()) == []
+    assert intake.receiver.rejects == []  # acked already: nothing to reject
+    assert sorted(e.message_id for e in store.quarantine.entries()) == ["pole-1:1", "pole-1:2"]
+    assert {e.reason for e in store.quarantine.entries()} == {"association"}
+    assert quarantined(intake, QuarantineReason.ASSOCIATION) == 2
+    assert store.count_detections() == 2  # still stored, unassigned: a restart tries it again
 
 
 def test_an_unreachable_database_leaves_the_message_unanswered_for_the_sensor_to_resend(
@@ -139,7 +140,7 @@ def test_an_unreachable_database_leaves_the_message_unanswered_for_the_sensor_to
     def unavailable(*_args: object, **_kwargs: object) -> bool:
         raise sa.exc.OperationalError("INSERT …", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(store, "add_detection", unavailable)
+    monkeypatch.setattr(store, "add_detections", unavailable)
     intake.handle(envelope(detection(1)))
     assert intake.receiver.acks == [] and intake.receiver.rejects == []
     assert metric(intake, "sed_fusion_store_unavailable_total") == 1
@@ -159,17 +160,26 @@ def test_a_message_type_sensors_do_not_send_is_quarantined(intake: Intake, store
 def test_a_detection_association_fails_on_is_quarantined_and_the_others_go_on(
     intake: Intake, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_associate = incidents_module.associate
-
-    def associate(arrivals, **kwargs):
-        if any(a.sensor_id == "pole-bad" for a in arrivals):
-            raise FloatingPointError("a solver blew up")
-        return real_associate(arrivals, **kwargs)
-
-    monkeypatch.setattr(incidents_module, "associate", associate)
     intake.handle(envelope(detection(1, sensor_id="pole-good"), "pole-good"))
     intake.handle(envelope(detection(2, sensor_id="pole-bad", x_m=30.0), "pole-bad"))
-    later_ns = max(p.received_at_ns for p in intake.builder._pending) + 60 * S
+    intake.poll(time.time_ns())  # both in the builder
+    bad = detection(2, sensor_id="pole-bad", x_m=30.0)
+    real_poll = intake.builder.poll
+
+    def poll(now_ns: int) -> list[wire.Incident]:
+        raise FloatingPointError("a solver blew up")
+
+    def evict_failing(now_ns: int) -> list[tuple[wire.Detection, int]]:
+        monkeypatch.setattr(intake.builder, "poll", real_poll)
+        kept = intake.builder.clear()
+        for d, received_at_ns in kept:
+            if d.detection_id != bad.detection_id:
+                intake.builder.add(d, received_at_ns=received_at_ns)
+        return [(d, at) for d, at in kept if d.detection_id == bad.detection_id]
+
+    monkeypatch.setattr(intake.builder, "poll", poll)
+    monkeypatch.setattr(intake.builder, "evict_failing", evict_failing)
+    later_ns = time.time_ns() + 60 * S
     assert intake.poll(later_ns) == []  # association failed: the culprit is found and removed
     assert [e.message_id for e in store.quarantine.entries()] == ["pole-bad:2"]
     assert intake.receiver.rejects == []  # it was acked already: nothing to reject
@@ -189,7 +199,7 @@ def test_an_incident_the_database_cannot_take_now_is_stored_at_a_later_poll(
         raise sa.exc.OperationalError("UPDATE …", {}, Exception("database is locked"))
 
     monkeypatch.setattr(store, "save_incident", unavailable)
-    now_ns = intake.builder._pending[0].received_at_ns + 60 * S
+    now_ns = time.time_ns() + 60 * S
     assert intake.poll(now_ns) == []
     monkeypatch.setattr(store, "save_incident", real_save)
     assert intake.poll(now_ns + S // 2) == []  # retried no more often than once a second
@@ -207,6 +217,7 @@ def test_a_heartbeat_position_keeps_its_pole_counting_for_the_wait_bound(intake:
     )
     intake.handle(envelope(heartbeat, "pole-2"))
     assert intake.receiver.acks[-1] == []
+    intake.poll(time.time_ns())  # the association worker notes the position
     assert intake.builder.transit_ns == pytest.approx(343.0 / 340.6 * S, rel=0.01)
 
 
@@ -214,11 +225,12 @@ def test_when_even_finding_the_culprit_fails_the_builder_starts_afresh_and_the_l
     intake: Intake, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     intake.handle(envelope(detection(1)))
-    later_ns = intake.builder._pending[0].received_at_ns + 60 * S
+    later_ns = time.time_ns() + 60 * S
 
     def fails(_now_ns: int) -> list:
         raise MemoryError("no room to copy the builder")
 
+    intake.poll(time.time_ns())  # into the builder before it breaks
     monkeypatch.setattr(intake.builder, "poll", lambda _now_ns: 1 / 0)
     monkeypatch.setattr(intake.builder, "evict_failing", fails)
     assert intake.poll(later_ns) == []

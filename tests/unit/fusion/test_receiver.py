@@ -260,7 +260,7 @@ def test_garbage_without_a_readable_id_is_dropped_without_a_reply(receiver) -> N
     sock = _socket(rx, keys, "pole-1")
     nested = msgspec.msgpack.encode({"type": "detection", "schema_version": 1, "j": None})[:-1] + b"\x91" * 5000
     raw = msgspec.msgpack.decode(wire.encode(_detection("pole-1", 1)))
-    newer = msgspec.msgpack.encode({**raw, "schema_version": 2})
+    newer = msgspec.msgpack.encode({**raw, "schema_version": wire.SCHEMA_VERSION + 1})
     for data in (nested + b"\x90", newer, wire.encode(_detection("pole-1", 3))):
         sock.send(data)
     got = _serve(rx, lambda r: len(r) == 1)

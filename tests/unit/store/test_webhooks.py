@@ -41,12 +41,37 @@ def test_delivery_is_claimed_once_and_attempts_are_counted(store: Store) -> None
         name="all", url="http://x", labels=(), min_score=0, area=Area(), secret=None, now_ns=1
     )
     assert rule.labels == () and rule.area.is_unbounded()
-    assert store.webhooks.claim(rule.rule_id, "i1", now_ns=2) is True
-    assert store.webhooks.claim(rule.rule_id, "i1", now_ns=3) is False
-    store.webhooks.record_attempt(rule.rule_id, "i1", status=DeliveryStatus.PENDING, error="HTTP 500", now_ns=4)
-    store.webhooks.record_attempt(rule.rule_id, "i1", status=DeliveryStatus.DELIVERED, error=None, now_ns=5)
+    located = wire.IncidentStage.LOCATED
+    assert store.webhooks.claim(rule.rule_id, "i1", stage=located, now_ns=2) is True
+    assert store.webhooks.claim(rule.rule_id, "i1", stage=located, now_ns=3) is False
+    store.webhooks.record_attempt(
+        rule.rule_id, "i1", stage=located, status=DeliveryStatus.PENDING, error="HTTP 500", now_ns=4
+    )
+    store.webhooks.record_attempt(
+        rule.rule_id, "i1", stage=located, status=DeliveryStatus.DELIVERED, error=None, now_ns=5
+    )
     (delivery,) = store.webhooks.deliveries(rule_id=rule.rule_id)
-    assert (delivery.status, delivery.attempts, delivery.last_error) == (DeliveryStatus.DELIVERED, 2, None)
+    assert (delivery.stage, delivery.status, delivery.attempts, delivery.last_error) == (
+        located,
+        DeliveryStatus.DELIVERED,
+        2,
+        None,
+    )
     assert store.webhooks.deliveries(status=DeliveryStatus.PENDING) == []
     assert store.webhooks.delete_rule(rule.rule_id) is True
     assert store.webhooks.deliveries() == []
+
+
+def test_each_stage_of_an_incident_is_claimed_once_and_recorded_apart(store: Store) -> None:
+    rule = store.webhooks.add_rule(
+        name="all", url="http://x", labels=(), min_score=0, area=Area(), secret=None, now_ns=1
+    )
+    provisional, located = wire.IncidentStage.PROVISIONAL, wire.IncidentStage.LOCATED
+    assert store.webhooks.claim(rule.rule_id, "i1", stage=provisional, now_ns=2) is True
+    assert store.webhooks.claim(rule.rule_id, "i1", stage=located, now_ns=3) is True
+    assert store.webhooks.claim(rule.rule_id, "i1", stage=provisional, now_ns=4) is False
+    store.webhooks.record_attempt(
+        rule.rule_id, "i1", stage=located, status=DeliveryStatus.DELIVERED, error=None, now_ns=5
+    )
+    by_stage = {d.stage: (d.status, d.attempts) for d in store.webhooks.deliveries(rule_id=rule.rule_id)}
+    assert by_stage == {provisional: (DeliveryStatus.PENDING, 0), located: (DeliveryStatus.DELIVERED, 1)}
