@@ -6,12 +6,14 @@ nothing; a merged incident's marker and list row disappear."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 
 from sed import wire
 from sed.api.simulate import SimulatedSensors
+from sed.fusion.incidents import IncidentBuilder
 from sed.server import Server
 from tests.integration.test_dashboard import (
     POLES,
@@ -134,3 +136,36 @@ def test_a_provisional_incident_appears_at_once_then_moves_when_located_and_a_me
 def _dashboard_view(page, incident_id: str) -> dict:
     """The incident as the page holds it (IncidentOut), to send back a modified copy."""
     return page.evaluate(f"() => state.incidents.get({json.dumps(incident_id)})")
+
+
+def test_the_dashboard_says_when_the_fusion_node_falls_behind_and_when_it_caught_up(
+    city: tuple[Server, SimulatedSensors],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, sensors = city
+    with playwright_api.sync_playwright() as pw:
+        browser, page, errors = operator_logged_in(pw, server)
+        badge = page.locator("#node-health")
+        assert badge.is_hidden()
+        # Association slowed to 1.5 s a turn: detections queue behind it for longer than the 1 s bound.
+        slow = threading.Event()
+        slow.set()
+        poll = IncidentBuilder.poll
+
+        def slow_poll(builder: IncidentBuilder, now_ns: int) -> list[wire.Incident]:
+            if slow.is_set():
+                time.sleep(1.5)
+            return poll(builder, now_ns)
+
+        monkeypatch.setattr(IncidentBuilder, "poll", slow_poll)
+        deadline = time.monotonic() + 20.0
+        k = 0
+        while badge.is_hidden() and time.monotonic() < deadline:  # a steady stream keeps the queue behind
+            sensors.emit(wire.Label.GUNSHOT, (100.0 + k % 50, 60.0, 1.5), with_clips=False)
+            page.wait_for_timeout(200)
+            k += 1
+        assert badge.text_content().startswith("⚠ overloaded: association ")
+        slow.clear()  # caught up: the badge goes
+        page.wait_for_selector("#node-health[hidden]", state="attached", timeout=20_000)
+        assert errors == []
+        browser.close()

@@ -144,7 +144,7 @@ async function start() {
   $("site-name").textContent = state.site.name;
   document.title = `${state.site.name} · sed operations centre`;
   $("attribution").textContent = state.site.tile_url ? state.site.tile_attribution : "local coordinates, m";
-  await Promise.all([loadIncidents(), loadSensors()]);
+  await Promise.all([loadIncidents(), loadSensors(), loadHealth()]);
   followLive();
 }
 
@@ -164,6 +164,21 @@ async function loadSensors() {
   }
   renderSensors();
   renderMap();
+}
+
+/** The server's own health (no token needed): a badge while the fusion node is behind or a worker is down. */
+async function loadHealth() {
+  let health;
+  try {
+    health = await (await fetch("/healthz", { cache: "no-store" })).json();
+  } catch {
+    return; // unreachable: the live-state dot already says so
+  }
+  const problem = health.overloaded || (health.status && health.status !== "ok" ? `server ${health.status}` : "");
+  const badge = $("node-health");
+  badge.textContent = problem ? `⚠ ${problem}` : "";
+  badge.title = problem ? "nothing is dropped; alerts may come late" : "";
+  badge.hidden = !problem;
 }
 
 /** Server-Sent Events over fetch (EventSource cannot send the Authorization header). */
@@ -767,7 +782,7 @@ window.addEventListener("DOMContentLoaded", () => {
   }
   window.addEventListener("resize", renderMap);
   setInterval(tick, 1000);
-  setInterval(() => { if (state.token && state.user) loadSensors(); }, SENSOR_REFRESH_MS);
+  setInterval(() => { if (state.token && state.user) { loadSensors(); loadHealth(); } }, SENSOR_REFRESH_MS);
   tick();
   if (state.token) start();
   else $("login").hidden = false;
