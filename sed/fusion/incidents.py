@@ -31,7 +31,6 @@ import dataclasses
 import heapq
 import itertools
 import logging
-import math
 import uuid
 from collections.abc import Iterator, Sequence
 
@@ -39,10 +38,10 @@ import numpy as np
 
 from sed import wire
 from sed.config import FusionSection
-from sed.errors import WireError
 from sed.fusion.associate import Group, associate
 from sed.fusion.locate import Arrival, Solution, SolveStatus, locate
 from sed.fusion.neighbourhood import PoleMap
+from sed.fusion.open_incidents import OpenIncident, Pending, Shot, admit, arrival_of, to_wire
 from sed.fusion.seeded import SeedSettings, associate_seed, compatible, fits
 from sed.units import NS_PER_S, speed_of_sound_m_per_s
 
@@ -52,51 +51,6 @@ Stage = wire.IncidentStage
 _MAX_GROUPS_PER_SEED = 4
 #: Poles not heard and incidents no longer joinable are looked for this often, ns.
 _TIDY_EVERY_NS = 500_000_000
-
-
-@dataclasses.dataclass(eq=False)
-class _Shot:
-    group: Group
-    settle_ns: int  # every peer could have arrived by then: solve again with what joined
-    dirty: bool = False
-
-
-@dataclasses.dataclass(eq=False)
-class _Open:
-    incident_id: str
-    label: str
-    created_at_ns: int
-    stage: wire.IncidentStage = Stage.PROVISIONAL
-    shots: list[_Shot] = dataclasses.field(default_factory=list)
-    detections: dict[str, wire.Detection] = dataclasses.field(default_factory=dict)
-    pending: dict[str, _Pending] = dataclasses.field(default_factory=dict)
-    merged_into: str | None = None
-    revision: int = -1
-    last_activity_ns: int = 0
-
-
-@dataclasses.dataclass(eq=False)
-class _Pending:
-    arrival: Arrival
-    detection: wire.Detection
-    received_at_ns: int
-    deadline_ns: int
-    incident: _Open
-    timed: bool
-
-
-def arrival_of(detection: wire.Detection) -> Arrival:
-    """The localisation view of a detection."""
-    p = detection.position
-    return Arrival(
-        sensor_id=detection.sensor_id,
-        position_m=(p.x_m, p.y_m, p.z_m),
-        arrival_time_ns=detection.arrival_time_ns,
-        uncertainty_ns=max(detection.arrival_uncertainty_ns, 1),
-        label=str(detection.label),
-        detection_id=detection.detection_id,
-        directness=detection.directness,
-    )
 
 
 class IncidentBuilder:
@@ -137,14 +91,14 @@ class IncidentBuilder:
         self._poles = PoleMap(
             hearing_range_m=config.hearing_range_m, speed_m_per_s=self._c, max_age_s=config.position_max_age_s
         )
-        self._pending: dict[str, _Pending] = {}
-        self._by_pole: dict[tuple[str, str], list[_Pending]] = collections.defaultdict(list)
+        self._pending: dict[str, Pending] = {}
+        self._by_pole: dict[tuple[str, str], list[Pending]] = collections.defaultdict(list)
         self._due: list[tuple[int, int, str]] = []
         self._seq = itertools.count()
-        self._open: list[_Open] = []  # located and unlocated incidents still taking shots and joins
-        self._shots: list[tuple[_Open, _Shot]] = []  # their shots, in the order they were located
-        self._held: dict[str, _Open] = {}  # detection id -> the incident showing it
-        self._changed: dict[str, _Open] = {}
+        self._open: list[OpenIncident] = []  # located and unlocated incidents still taking shots and joins
+        self._shots: list[tuple[OpenIncident, Shot]] = []  # their shots, in the order they were located
+        self._held: dict[str, OpenIncident] = {}  # detection id -> the incident showing it
+        self._changed: dict[str, OpenIncident] = {}
         self._failed: list[tuple[wire.Detection, int]] = []
         self._tidy_at_ns = 0
 
@@ -159,34 +113,8 @@ class IncidentBuilder:
         return self._reach_cap(self._poles.max_reach_ns())
 
     def admit(self, detection: wire.Detection) -> Arrival:
-        """The detection's arrival if the builder can take it, without taking it.
-
-        Raises
-        ------
-        WireError
-            Naming the detection, the sensor, the field and the value, when a value is
-            not finite or outside what the arithmetic of association can hold.
-        """
-        where = f"detection {detection.detection_id!r} from sensor {detection.sensor_id!r}"
-        p = detection.position
-        for field, value, bound in (
-            ("position.x_m", p.x_m, wire.MAX_HORIZONTAL_M),
-            ("position.y_m", p.y_m, wire.MAX_HORIZONTAL_M),
-            ("position.z_m", p.z_m, wire.MAX_VERTICAL_M),
-            ("score", detection.score, 1.0),
-            ("directness", detection.directness, wire.MAX_DIRECTNESS),
-        ):
-            if not (isinstance(value, int | float) and math.isfinite(value) and abs(value) <= bound):
-                raise WireError(f"{where}: {field} = {value!r}; expected a finite number within ±{bound:g}")
-        for field, value in (
-            ("arrival_time_ns", detection.arrival_time_ns),
-            ("arrival_uncertainty_ns", detection.arrival_uncertainty_ns),
-        ):
-            if not (isinstance(value, int) and 0 <= value <= wire.INT64_MAX):
-                raise WireError(f"{where}: {field} = {value!r}; expected an integer in [0, 2**63)")
-        if detection.label not in set(wire.Label):
-            raise WireError(f"{where}: label = {detection.label!r}; expected one of {sorted(wire.Label)}")
-        return arrival_of(detection)
+        """The detection's arrival if the builder can take it, without taking it (:func:`admit`)."""
+        return admit(detection)
 
     def holds(self, detection_id: str) -> bool:
         """Is this detection pending or shown by an incident the builder still holds?"""
@@ -208,12 +136,7 @@ class IncidentBuilder:
         incident = self._provisional_for(arrival) if timed else None
         if incident is None:
             incident = self._new_incident(arrival.label, received_at_ns)
-        deadline_ns = received_at_ns + self._wait_ns + self._reach_cap(self._poles.reach_ns(arrival.sensor_id))
-        pending = _Pending(arrival, detection, received_at_ns, deadline_ns, incident, timed)
-        self._pending[detection.detection_id] = pending
-        self._by_pole[(arrival.label, arrival.sensor_id)].append(pending)
-        heapq.heappush(self._due, (deadline_ns, next(self._seq), detection.detection_id))
-        incident.pending[detection.detection_id] = pending
+        self._pend(incident, arrival, detection, received_at_ns, timed=timed)
         self._show(incident, detection, received_at_ns)
 
     def note_position(self, sensor_id: str, position_m: tuple[float, float, float], *, heard_at_ns: int) -> None:
@@ -245,7 +168,7 @@ class IncidentBuilder:
             if shot.dirty and now_ns >= shot.settle_ns:
                 self._resolve(incident, shot, now_ns)
         changed, self._changed = self._changed, {}
-        return [self._to_wire(o) for o in changed.values()]
+        return [to_wire(o) for o in changed.values()]
 
     def restore(self, incident: wire.Incident, detections: Sequence[wire.Detection], *, now_ns: int) -> None:
         """Take back a stored incident after a restart, so its detections are held and late ones can join it.
@@ -255,7 +178,7 @@ class IncidentBuilder:
         """
         if incident.stage is Stage.MERGED or any(d.detection_id in self._held for d in detections):
             return
-        o = _Open(incident.incident_id, str(incident.label), incident.created_at_ns, revision=incident.revision)
+        o = OpenIncident(incident.incident_id, str(incident.label), incident.created_at_ns, revision=incident.revision)
         o.last_activity_ns = now_ns
         if incident.stage is Stage.PROVISIONAL:
             for detection in detections:
@@ -266,7 +189,7 @@ class IncidentBuilder:
         arrivals = tuple(arrival_of(d) for d in detections if d.clock_status is not wire.ClockStatus.UNSYNCED)
         solution = self._locate(arrivals) if len(arrivals) >= 3 else None
         if o.stage is Stage.LOCATED and solution is not None and solution.status is SolveStatus.LOCATED:
-            o.shots.append(_Shot(Group(label=o.label, arrivals=arrivals, solution=solution), settle_ns=now_ns))
+            o.shots.append(Shot(Group(label=o.label, arrivals=arrivals, solution=solution), settle_ns=now_ns))
             self._shots.append((o, o.shots[-1]))
         for detection in detections:
             o.detections[detection.detection_id] = detection
@@ -291,7 +214,7 @@ class IncidentBuilder:
 
     # ----------------------------------------------------------------- association
 
-    def _candidates(self, arrival: Arrival) -> Iterator[_Pending]:
+    def _candidates(self, arrival: Arrival) -> Iterator[Pending]:
         """Pending timed detections of the arrival's class that can share its sound, earliest first per pole."""
         for pole_id, distance_m in self._poles.neighbours(arrival.sensor_id).items():
             for other in self._by_pole.get((arrival.label, pole_id), ()):
@@ -300,7 +223,7 @@ class IncidentBuilder:
                 ):
                     yield other
 
-    def _provisional_for(self, arrival: Arrival) -> _Open | None:
+    def _provisional_for(self, arrival: Arrival) -> OpenIncident | None:
         """The provisional incident every timed detection of which can share this arrival's sound.
 
         Against all of them, not any one: under overlapping sounds a chain of pairwise
@@ -324,7 +247,7 @@ class IncidentBuilder:
                 return incident
         return None
 
-    def _settle(self, seed: _Pending, now_ns: int) -> None:
+    def _settle(self, seed: Pending, now_ns: int) -> None:
         """Associate a seed; one that no group explains leaves the pending set (its wait is over)."""
         try:
             for _ in range(_MAX_GROUPS_PER_SEED):
@@ -349,7 +272,7 @@ class IncidentBuilder:
         self._unpend(seed)
         self._finish_if_done(seed.incident, now_ns)
 
-    def _groups_for(self, seed: _Pending) -> list[Group]:
+    def _groups_for(self, seed: Pending) -> list[Group]:
         """The groups to accept around a seed: its own (neighbourhood), or every one the likelihood
         search finds among the pending detections of its neighbour poles."""
         same_pole = [
@@ -399,13 +322,13 @@ class IncidentBuilder:
                 self._touch(provisional, now_ns)
             else:
                 self._finish_if_done(provisional, now_ns)
-        shot = _Shot(group, settle_ns=max(m.deadline_ns for m in members))
+        shot = Shot(group, settle_ns=max(m.deadline_ns for m in members))
         target.shots.append(shot)
         self._shots.append((target, shot))
         for member in members:
             self._show(target, member.detection, now_ns)
 
-    def _split_off(self, incident: _Open, keep: set[str], now_ns: int) -> None:
+    def _split_off(self, incident: OpenIncident, keep: set[str], now_ns: int) -> None:
         """A provisional becomes a located incident: its other detections go on as an incident of their own."""
         others = [d for i, d in incident.detections.items() if i not in keep]
         if not others:
@@ -419,7 +342,7 @@ class IncidentBuilder:
             self._show(rest, detection, now_ns)
         self._finish_if_done(rest, now_ns)
 
-    def _join_shot(self, seed: _Pending, now_ns: int) -> bool:
+    def _join_shot(self, seed: Pending, now_ns: int) -> bool:
         """A late detection that a located shot of its class predicts joins it.
 
         Tried only once its own wait is over and no group of pending detections explains it:
@@ -450,7 +373,7 @@ class IncidentBuilder:
                 return True
         return False
 
-    def _move(self, pending: _Pending, target: _Open, now_ns: int) -> None:
+    def _move(self, pending: Pending, target: OpenIncident, now_ns: int) -> None:
         """A pending detection leaves its provisional incident for ``target`` (merged away when emptied)."""
         self._unpend(pending)
         provisional = pending.incident
@@ -463,7 +386,7 @@ class IncidentBuilder:
                 self._finish_if_done(provisional, now_ns)
         self._show(target, pending.detection, now_ns)
 
-    def _resolve(self, incident: _Open, shot: _Shot, now_ns: int) -> None:
+    def _resolve(self, incident: OpenIncident, shot: Shot, now_ns: int) -> None:
         """Solve a shot again with the detections that joined; one that no longer fits is dropped from the fix."""
         shot.dirty = False
         arrivals = list(shot.group.arrivals)
@@ -478,7 +401,7 @@ class IncidentBuilder:
                 return
             del arrivals[worst]
 
-    def _incident_for_shot(self, group: Group) -> _Open | None:
+    def _incident_for_shot(self, group: Group) -> OpenIncident | None:
         """An open located incident of the class this shot is another round of (close in time and space)."""
         solution = group.solution
         merge_ns = self.config.incident_merge_s * NS_PER_S
@@ -498,19 +421,19 @@ class IncidentBuilder:
 
     # ----------------------------------------------------------------- bookkeeping
 
-    def _new_incident(self, label: str, now_ns: int) -> _Open:
-        return _Open(incident_id=uuid.uuid4().hex, label=label, created_at_ns=now_ns, last_activity_ns=now_ns)
+    def _new_incident(self, label: str, now_ns: int) -> OpenIncident:
+        return OpenIncident(incident_id=uuid.uuid4().hex, label=label, created_at_ns=now_ns, last_activity_ns=now_ns)
 
-    def _show(self, incident: _Open, detection: wire.Detection, now_ns: int) -> None:
+    def _show(self, incident: OpenIncident, detection: wire.Detection, now_ns: int) -> None:
         incident.detections[detection.detection_id] = detection
         self._held[detection.detection_id] = incident
         self._touch(incident, now_ns)
 
-    def _touch(self, incident: _Open, now_ns: int) -> None:
+    def _touch(self, incident: OpenIncident, now_ns: int) -> None:
         incident.last_activity_ns = now_ns
         self._changed[incident.incident_id] = incident
 
-    def _unpend(self, pending: _Pending) -> None:
+    def _unpend(self, pending: Pending) -> None:
         detection_id = pending.detection.detection_id
         if self._pending.pop(detection_id, None) is None:
             return
@@ -520,24 +443,30 @@ class IncidentBuilder:
             del self._by_pole[(pending.arrival.label, pending.arrival.sensor_id)]
         pending.incident.pending.pop(detection_id, None)
 
-    def _finish_if_done(self, incident: _Open, now_ns: int) -> None:
+    def _finish_if_done(self, incident: OpenIncident, now_ns: int) -> None:
         """A provisional incident nothing located and nothing pending any more: unlocated, final."""
         if incident.stage is Stage.PROVISIONAL and not incident.pending and incident.detections:
             incident.stage = Stage.UNLOCATED
             self._open.append(incident)
             self._touch(incident, now_ns)
 
-    def _add_restored(self, incident: _Open, detection: wire.Detection, now_ns: int) -> None:
+    def _add_restored(self, incident: OpenIncident, detection: wire.Detection, now_ns: int) -> None:
         arrival = arrival_of(detection)
         self.note_position(arrival.sensor_id, arrival.position_m, heard_at_ns=now_ns)
         timed = detection.clock_status is not wire.ClockStatus.UNSYNCED
-        deadline_ns = now_ns + self._wait_ns + self._reach_cap(self._poles.reach_ns(arrival.sensor_id))
-        pending = _Pending(arrival, detection, now_ns, deadline_ns, incident, timed)
+        self._pend(incident, arrival, detection, now_ns, timed=timed)
+        incident.detections[detection.detection_id] = detection
+
+    def _pend(
+        self, incident: OpenIncident, arrival: Arrival, detection: wire.Detection, received_at_ns: int, *, timed: bool
+    ) -> None:
+        """The detection waits for its peers (see the module docstring for how long) in ``incident``."""
+        deadline_ns = received_at_ns + self._wait_ns + self._reach_cap(self._poles.reach_ns(arrival.sensor_id))
+        pending = Pending(arrival, detection, received_at_ns, deadline_ns, incident, timed)
         self._pending[detection.detection_id] = pending
         self._by_pole[(arrival.label, arrival.sensor_id)].append(pending)
         heapq.heappush(self._due, (deadline_ns, next(self._seq), detection.detection_id))
         incident.pending[detection.detection_id] = pending
-        incident.detections[detection.detection_id] = detection
 
     def _locate(self, arrivals: Sequence[Arrival]) -> Solution:
         return locate(arrivals, temperature_c=self.temperature_c, wind_m_per_s=self._settings.wind_m_per_s)
@@ -558,39 +487,6 @@ class IncidentBuilder:
         self._open = keep
         kept = {id(o) for o in keep}
         self._shots = [(o, shot) for o, shot in self._shots if id(o) in kept]
-
-    # ----------------------------------------------------------------- output
-
-    def _to_wire(self, incident: _Open) -> wire.Incident:
-        incident.revision += 1
-        detections = sorted(incident.detections.values(), key=lambda d: d.arrival_time_ns)
-        best: Solution | None = None
-        if incident.shots:
-            best = min((s.group.solution for s in incident.shots), key=lambda s: s.uncertainty_m or np.inf)
-        first_origin_ns = (
-            min(s.group.solution.origin_time_ns or 0 for s in incident.shots)
-            if incident.shots
-            else (detections[0].arrival_time_ns if detections else 0)
-        )
-        cov = best.covariance_m2 if best is not None else None
-        return wire.Incident(
-            incident_id=incident.incident_id,
-            label=wire.Label(incident.label),
-            score=max((d.score for d in detections), default=0.0),
-            origin_time_ns=max(first_origin_ns, 0),
-            position=wire.Position(x_m=best.position_m[0], y_m=best.position_m[1], z_m=best.position_m[2])
-            if best is not None and best.position_m is not None
-            else None,
-            uncertainty_m=best.uncertainty_m if best is not None else None,
-            covariance_m2=[float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])] if cov is not None else None,
-            detection_ids=[d.detection_id for d in detections],
-            sensor_ids=sorted({d.sensor_id for d in detections}),
-            created_at_ns=incident.created_at_ns,
-            n_shots=max(1, len(incident.shots)),
-            stage=incident.stage,
-            merged_into=incident.merged_into,
-            revision=incident.revision,
-        )
 
 
 __all__ = ["IncidentBuilder", "arrival_of"]
