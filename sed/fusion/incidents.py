@@ -12,10 +12,13 @@
   provisional holding most of its members) becomes ``located``; a provisional whose
   detections all went to another incident becomes ``merged`` into it (the dashboard
   removes it), and detections no group explains stay behind as an incident of their own.
-* **Refined.** A later detection that the located shot predicts (pole within hearing
-  range, arrival within the timing tolerance) joins it; the shot is solved again once
-  every peer could have arrived, then at each further join. Rounds of one class close in
-  time and space are shots of one incident (``n_shots``).
+* **Refined.** A later detection is first shown on its own (it may be a new sound); once
+  its own wait is over and no group of pending detections explains it, it joins a recent
+  located shot that predicts it (pole within hearing range, arrival within the timing
+  tolerance) and the shot is solved again. Rounds of one class close in time and space
+  are shots of one incident (``n_shots``). With ``association = "likelihood"`` the
+  likelihood search over the neighbour poles' pending detections replaces the seeded
+  consensus, and every group it finds is accepted.
 * **Unlocated.** When every detection of a provisional incident has waited and none was
   located, it becomes ``unlocated``: the poles that heard it are the region, no point is
   invented.
