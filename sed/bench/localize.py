@@ -168,11 +168,12 @@ def main(argv: list[str], *, prog: str) -> int:
 
 def located_pulse_shots(tests: list[LiveFireTest], *, dataset: Path) -> list[scoring.ShotResult]:
     """Every shot the node commits from ShotSpotter's pulses with this bench's default settings
-    and the server's default association: what ``sedcity bench localize DATASET --mode pulses``
-    scores first (the coverage model's "measured")."""
+    and the association that locates this sparse array best by measurement (likelihood): what
+    ``sedcity bench localize DATASET --mode pulses --association likelihood`` scores (the
+    coverage model's "measured")."""
     args = _parser("sedcity bench localize").parse_args([str(dataset)])
     arrivals, poles, covered = _arrivals(tests, "pulses", args, [], progress=False)
-    config = fusion_settings(FUSION_OVERRIDES["pulses"])
+    config = fusion_settings({**FUSION_OVERRIDES["pulses"], "association": "likelihood"})
     return _replay_tests(tests, "pulses", config, arrivals, poles, covered, wind=True, baseline=False).rows
 
 
