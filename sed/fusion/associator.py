@@ -148,10 +148,11 @@ class Associator:
     def resume(self, *, lookback_s: float, now_ns: int) -> None:
         """Take back what the node held when it stopped: open incidents and unassigned detections.
 
-        Incidents updated within ``lookback_s`` that operators have not closed go back to the
-        builder with their detections (so late detections join them, not a second incident),
-        when the builder can take them back; then the stored detections received within
-        ``lookback_s`` that no incident holds are queued again (the sensor will not resend them).
+        The poles heard within ``lookback_s`` are noted where they stand. Incidents updated
+        within it that operators have not closed go back to the builder with their detections
+        (so late detections join them, not a second incident); then the stored detections
+        received within it that no incident holds are queued again (the sensor will not resend
+        them), each waiting afresh for its peers.
         """
         since_ns = now_ns - int(lookback_s * NS_PER_S)
         # The poles heard recently, where they stand: the first detections after a restart wait for
@@ -161,14 +162,12 @@ class Associator:
                 p = sensor.position
                 self.builder.note_position(sensor.sensor_id, (p.x_m, p.y_m, p.z_m), heard_at_ns=sensor.last_seen_ns)
         restored = 0
-        restore = getattr(self.builder, "restore", None)
-        if restore is not None:
-            for incident, detections in self.store.open_incidents(updated_since_ns=since_ns):
-                try:
-                    restore(incident, detections, now_ns=now_ns)
-                    restored += 1
-                except Exception as exc:  # committed already: the operator has it, only late joins are lost
-                    log.warning("open incident %s not taken back: %s", incident.incident_id[:8], describe(exc))
+        for incident, detections in self.store.open_incidents(updated_since_ns=since_ns):
+            try:
+                self.builder.restore(incident, detections, now_ns=now_ns)
+                restored += 1
+            except Exception as exc:  # committed already: the operator has it, only late joins are lost
+                log.warning("open incident %s not taken back: %s", incident.incident_id[:8], describe(exc))
         resumed = 0
         for stored in self.store.unassigned_detections(received_since_ns=since_ns):
             try:
@@ -256,9 +255,7 @@ class Associator:
                 evicted = self.builder.clear()
             self._quarantine(evicted, exc)
             return []
-        take_failed = getattr(self.builder, "take_failed", None)  # set aside by a poll that went on
-        if take_failed is not None:
-            self._quarantine(take_failed(), "associating it failed (see the log)")
+        self._quarantine(self.builder.take_failed(), "associating it failed (see the log)")  # a poll that went on
         return incidents
 
     def _quarantine(self, detections: list[tuple[wire.Detection, int]], cause: BaseException | str) -> None:
