@@ -11,18 +11,21 @@ plus twice the timing tolerance. Everything else in the city is never looked at.
    A hypothesis must be within the hearing range of the seed's pole.
 2. **Support.** A pole supports a hypothesis when one of its arrivals is within the timing
    tolerance of the hypothesis's prediction and the pole is within the hearing range of
-   the point. The most supported hypothesis wins (ties: the smallest summed squared
-   residual).
-3. **Consensus.** The winner is solved with :func:`~sed.fusion.locate.locate`, its members
-   re-chosen from every candidate the solution explains (per pole the arrival closest to
-   its prediction) until stable, then the worst member dropped until every residual is
-   within tolerance.
+   the point. Hypotheses are tried most supported first (ties: the smallest summed squared
+   residual), up to four distinct member sets, until one survives steps 3 and 4.
+3. **Consensus.** The hypothesis is solved with :func:`~sed.fusion.locate.locate`, its
+   members re-chosen from every candidate the solution explains (per pole the arrival
+   closest to its prediction) until stable, then the worst member dropped until every
+   residual is within tolerance.
 4. **Plausibility.** Of the poles heard recently that stand nearer to the solution than
    its farthest member (+10 %), at least ``min_participation`` must be members: a real
    sound is heard by the poles around it; a chance alignment of unrelated detections
-   leaves most of them silent. Three poles always fit, so a group of exactly three is
-   accepted only when nothing else could explain it: no fourth pole offered a compatible
-   detection, the solution is unambiguous, and no pole nearer to it stayed silent.
+   leaves most of them silent. The farthest member is dropped while that raises this
+   share (another sound's detection that happens to fit; it gets its own turn later).
+   Three poles always fit, so a group of exactly three is accepted only when nothing else
+   could explain it: no fourth pole offered a compatible detection, no pole nearer to it
+   stayed silent, and of the two exact points three poles can give, only one is left
+   once silent poles are counted.
 """
 
 from __future__ import annotations
