@@ -177,7 +177,9 @@ class IncidentBuilder:
         """Take back a stored incident after a restart, so its detections are held and late ones can join it.
 
         A provisional incident's detections wait again (from ``now_ns``) for their peers;
-        a located one is solved again from its detections.
+        a located one of one shot is solved again from its detections, so late detections can
+        join it (the rounds of a several-shot incident are not told apart again: it only holds
+        its detections).
         """
         if incident.stage is Stage.MERGED or any(d.detection_id in self._held for d in detections):
             return
@@ -190,7 +192,7 @@ class IncidentBuilder:
             return
         o.stage = incident.stage or Stage.UNLOCATED
         arrivals = tuple(arrival_of(d) for d in detections if d.clock_status is not wire.ClockStatus.UNSYNCED)
-        solution = self._locate(arrivals) if len(arrivals) >= 3 else None
+        solution = self._locate(arrivals) if len(arrivals) >= 3 and incident.n_shots == 1 else None
         if o.stage is Stage.LOCATED and solution is not None and solution.status is SolveStatus.LOCATED:
             o.shots.append(Shot(Group(label=o.label, arrivals=arrivals, solution=solution), settle_ns=now_ns))
             self._shots.append((o, o.shots[-1]))

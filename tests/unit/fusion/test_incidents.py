@@ -327,3 +327,22 @@ def test_a_late_detection_joins_a_located_incident_restored_after_a_restart() ->
     _feed(after, heard[4:], T0 + 4 * S)
     joined = _latest(after.poll(T0 + 10 * S))[located.incident_id]
     assert len(joined.sensor_ids) == 5 and joined.stage is Stage.LOCATED
+
+
+def test_an_incident_of_several_rounds_is_taken_back_holding_its_detections_without_a_mixed_fix() -> None:
+    rounds = [_detections((120.0, 90.0), emission_ns=T0 + k * 3 * S, tag=f"r{k}") for k in range(2)]
+    before = IncidentBuilder(_config(), temperature_c=15.0)
+    updates = []
+    for k, heard in enumerate(rounds):
+        _feed(before, heard[:4], T0 + k * 3 * S)
+        updates += before.poll(T0 + k * 3 * S + 2 * S)
+    (incident,) = [i for i in _latest(updates).values() if i.stage is Stage.LOCATED]
+    assert incident.n_shots == 2
+
+    after = IncidentBuilder(_config(), temperature_c=15.0)
+    after.restore(incident, rounds[0][:4] + rounds[1][:4], now_ns=T0 + 7 * S)
+    assert all(after.holds(d.detection_id) for heard in rounds for d in heard[:4])
+    late = rounds[1][4:]  # the second round's fifth pole: no solution of both rounds mixed to join
+    _feed(after, late, T0 + 7 * S)
+    final = _latest(after.poll(T0 + 20 * S))
+    assert [i.stage for i in final.values()] == [Stage.UNLOCATED]
