@@ -35,6 +35,7 @@ import msgspec
 import zmq
 
 from sed import wire
+from sed.capture.sender import pole_socket
 from sed.config import TransportSection
 from sed.keys import load_keypair
 from sed.units import NS_PER_S
@@ -95,15 +96,7 @@ def _cpu_s() -> float:
 
 def _dealer(context: zmq.Context, pole: PoleSpec, *, endpoint: str, server_public_key: bytes) -> zmq.Socket:
     public, secret = load_keypair(Path(pole.secret_key_file))
-    sock = context.socket(zmq.DEALER)
-    sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public_key
-    sock.setsockopt(zmq.IMMEDIATE, 1)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RECONNECT_IVL, 100)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-    sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
-    sock.connect(endpoint)
-    return sock
+    return pole_socket(context, public, secret, server_public_key, endpoint=endpoint)  # the sensor's own socket
 
 
 def _heartbeat(pole: PoleSpec, now_ns: int) -> bytes:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import msgspec
-import pytest
 from fastapi.testclient import TestClient
 
 from sed import wire
-from sed.api.app import create_app
 from sed.api.server import ApiServer
-from sed.config import ServerConfig
 from sed.store import Store
-from tests.unit.api.test_live import SseClient
+from tests.unit.api.test_live import SseClient, served  # noqa: F401  (the fixture)
 from tests.unit.store.test_store import detection, incident
 
 Stage = wire.IncidentStage
@@ -63,16 +58,10 @@ def test_incidents_carry_stage_revision_and_merge_target_and_merged_ones_are_lis
     assert refused.status_code == 422 and "stage" in refused.text
 
 
-@pytest.fixture
-def served(config: ServerConfig, store: Store) -> Iterator[tuple[ApiServer, str]]:
-    server = ApiServer(create_app(config, store), host="127.0.0.1", port=0)
-    url = server.start()
-    yield server, url
-    server.stop()
-
-
 def test_every_stage_of_an_incident_is_pushed_live_including_its_merge(
-    served: tuple[ApiServer, str], store: Store, operator: dict[str, str]
+    served: tuple[ApiServer, str],  # noqa: F811
+    store: Store,
+    operator: dict[str, str],
 ) -> None:
     server, url = served
     feed = server._app.state.feed
